@@ -1,0 +1,53 @@
+"""The action contract: what an action receives, what it returns, how it fails.
+
+Actions raise TemporaryActionError (retried from the spool with backoff) or PermanentActionError
+(ActionFailurePolicy applies). They must be idempotent per (message, rule, action): a crash after
+the side effect and before the checkpoint re-runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from mailmgr.message import InboundMessage, Verdicts
+
+
+class Disposition(StrEnum):
+    CONTINUE = "CONTINUE"
+    STOP_RULE = "STOP_RULE"
+    STOP_RULE_SET = "STOP_RULE_SET"
+
+
+@dataclass(frozen=True)
+class ActionInput:
+    message: InboundMessage
+    content: bytes  # the message as this action sees it (received bytes + headers added so far)
+    recipients: tuple[str, ...]  # the rule's matched, still-live recipients
+    verdicts: Verdicts
+    rule_set_id: str
+    rule_set_name: str
+    rule_index: int  # 1-based, as logs and explain show it
+    rule_name: str
+    action_index: int  # 1-based
+    resume: str | None = None  # JSON text this action stored on an earlier, failed attempt
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What the executor applies after a successful action."""
+
+    disposition: Disposition = Disposition.CONTINUE
+    drop: bool = False  # the matched recipients leave the live set
+    replace_with: tuple[str, ...] | None = None  # matched recipients replaced by these
+    add_header: tuple[str, str] | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # extra log fields (archive id, key…)
+
+
+class Action(Protocol):
+    """One configured action instance, built once at start-up by the registry."""
+
+    name: str  # the AWS union member name, e.g. "Archive"
+
+    async def run(self, item: ActionInput) -> ActionResult: ...
