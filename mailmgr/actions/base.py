@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+from mailmgr.config.models import Config
 from mailmgr.message import InboundMessage, Verdicts
 
 
@@ -51,3 +53,22 @@ class Action(Protocol):
     name: str  # the AWS union member name, e.g. "Archive"
 
     async def run(self, item: ActionInput) -> ActionResult: ...
+
+
+class ArchiveSink(Protocol):
+    """Where the Archive action stores a message (mailmgr.archive implements the local one)."""
+
+    async def put(self, item: ActionInput) -> str:
+        """Store `item.content` with its search fields; return the archived message ID.
+
+        Idempotent per (message ID, rule index, action index): a re-run returns the same ID and
+        stores nothing twice."""
+        ...
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Long-lived things actions need; opened by app.py at start-up, closed at shutdown."""
+
+    config: Config
+    archives: Mapping[str, ArchiveSink] = field(default_factory=dict)  # by archive ID
