@@ -1,0 +1,5 @@
+"""`python -m mailmgr` is the `mailmgr` command."""
+
+from mailmgr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""Composition root: load → compile → recover spool → open stores → start workers → bind listeners.
+
+Shutdown runs the same steps in reverse. This is the only module that wires ingress, spool,
+pipeline and actions together; it holds no protocol or business logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from mailmgr import certs, logs
+from mailmgr.actions.base import Resources
+from mailmgr.archive.store import LocalArchive
+from mailmgr.config.models import (
+    AcceptAction,
+    Config,
+    IngressPoint,
+    LocalStorage,
+    TlsPolicy,
+)
+from mailmgr.ingress.listener import IngressServer
+from mailmgr.ingress.tls import server_context
+from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
+from mailmgr.pipeline import Pipeline, compile_rule_sets
+from mailmgr.rules.traffic_policy import decide
+from mailmgr.spool.store import SpoolStore
+from mailmgr.spool.worker import SpoolWorker
+
+MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
+RETENTION_INTERVAL = 3600.0
+
+
+class SpoolAcceptor:
+    """The ingress seam: a message is accepted once the spool has made it durable."""
+
+    def __init__(self, store: SpoolStore, worker: SpoolWorker) -> None:
+        self._store = store
+        self._worker = worker
+
+    async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes) -> str:
+        message = InboundMessage(new_message_id(), time.time(), envelope, session, content)
+        await self._store.commit(message)  # shielded inside the store: survives a disconnect
+        self._worker.submit(message.id)
+        return message.id
+
+
+class TrafficPolicyCheck:
+    """The ingress seam for RCPT: the ingress point's traffic policy decides per recipient."""
+
+    def __init__(self, config: Config, ingress: IngressPoint) -> None:
+        self._policy = config.traffic_policy(ingress.traffic_policy_id)
+
+    def check(self, session: SessionFacts, recipient: str) -> bool:
+        return decide(self._policy, session, recipient).decision is AcceptAction.ALLOW
+
+
+def _max_size(config: Config, ingress: IngressPoint) -> int:
+    limit = config.traffic_policy(ingress.traffic_policy_id).max_message_size
+    return min(limit, MAX_MESSAGE_SIZE) if limit else MAX_MESSAGE_SIZE
+
+
+@dataclass
+class App:
+    config: Config
+    servers: list[IngressServer] = field(default_factory=list)
+    _store: SpoolStore | None = None
+    _worker: SpoolWorker | None = None
+    _archives: dict[str, LocalArchive] = field(default_factory=dict)
+    _retention: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        server = self.config.server
+        server.data_directory.mkdir(parents=True, exist_ok=True)
+        await self._ensure_certificates()
+        self._store = SpoolStore(server.spool_directory)
+        recovered = await self._store.open()
+        for archive in self.config.archives:
+            if isinstance(archive.storage, LocalStorage):
+                store = LocalArchive(archive, server.archive_directory)
+                await store.open()
+                self._archives[archive.id] = store
+        resources = Resources(config=self.config, archives=dict(self._archives))
+        pipeline = Pipeline(self.config, compile_rule_sets(self.config, resources))
+        self._worker = SpoolWorker(self._store, pipeline, concurrency=server.workers)
+        await self._worker.start(recovered)
+        self._retention = asyncio.create_task(self._retention_loop())
+        acceptor = SpoolAcceptor(self._store, self._worker)
+        for ingress in self.config.ingress_points:
+            srv = IngressServer(
+                ingress,
+                hostname=server.hostname,
+                max_message_size=_max_size(self.config, ingress),
+                acceptor=acceptor,
+                recipient_policy=TrafficPolicyCheck(self.config, ingress),
+                ssl_context=self._ssl_context(ingress),
+            )
+            await srv.start()
+            self.servers.append(srv)
+        logs.event(
+            "server.started",
+            hostname=server.hostname,
+            recovered=len(recovered),
+            listeners=[
+                {"ingress_point": s.ingress_point.name, "address": f"{h}:{p}"}
+                for s in self.servers
+                for h, p in s.addresses()
+            ],
+        )
+
+    async def stop(self) -> None:
+        grace = self.config.server.shutdown_grace
+        await asyncio.gather(*(s.stop(grace) for s in self.servers))
+        if self._retention:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+        if self._worker:
+            await self._worker.stop(grace)
+        for archive in self._archives.values():
+            await archive.close()
+        if self._store:
+            await self._store.close()
+        logs.event("server.stopped")
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: new TLS contexts for new connections; open sessions keep theirs."""
+        for srv in self.servers:
+            try:
+                srv.ssl_context = self._ssl_context(srv.ingress_point)
+            except (OSError, ValueError) as exc:
+                logs.error("tls.reload_failed", ingress_point=srv.ingress_point.name, error=str(exc))
+                continue
+            logs.event("tls.reloaded", ingress_point=srv.ingress_point.name)
+
+    async def _ensure_certificates(self) -> None:
+        loop = asyncio.get_running_loop()
+        for ingress in self.config.ingress_points:
+            tls = ingress.tls_certificate
+            if tls is None or tls.certificate_file.exists() or tls.private_key_file.exists():
+                continue
+            ca = await loop.run_in_executor(
+                None,
+                certs.create_dev_server_certificate,
+                tls.certificate_file,
+                tls.private_key_file,
+                self.config.server.hostname,
+            )
+            logs.warning(
+                "tls.dev_certificate_created",
+                ingress_point=ingress.name,
+                certificate=str(tls.certificate_file),
+                ca=str(ca),
+                note="self-signed development certificate; replace it for production",
+            )
+
+    def _ssl_context(self, ingress: IngressPoint) -> ssl.SSLContext | None:
+        if ingress.tls_certificate is None:
+            if ingress.tls_policy is not TlsPolicy.OPTIONAL:
+                raise ValueError(f"ingress point {ingress.name} needs a TlsCertificate")
+            return None
+        return server_context(ingress.tls_certificate)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            for archive in self._archives.values():
+                try:
+                    removed = await archive.purge_expired(time.time())
+                except OSError as exc:
+                    logs.error("archive.retention_failed", error=str(exc))
+                    continue
+                if removed:
+                    logs.event("archive.retention", removed=removed)
+            await asyncio.sleep(RETENTION_INTERVAL)
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads certificates. Returns the exit status."""
+    app = App(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload_certificates)
+    try:
+        await app.start()
+    except OSError as exc:
+        # Bind failures and unreadable certificate files are operator errors, not crashes.
+        logs.error("server.start_failed", error=str(exc))
+        await app.stop()
+        return 1
+    await stop.wait()
+    logs.event("server.stopping")
+    await app.stop()
+    return 0

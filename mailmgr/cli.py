@@ -1,0 +1,204 @@
+"""The `mailmgr` command: serve | check-config | explain | archive search/get | certs dev.
+
+Parses arguments and turns expected errors (config problems, missing files, bad values) into a
+clear message and an exit status; no traceback reaches the terminal for those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailmgr import logs
+from mailmgr.config import load, summary
+from mailmgr.config.models import Config
+from mailmgr.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/mailmgr.yaml")
+
+
+def _config_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("MAILMGR_CONFIG") or DEFAULT_CONFIG)
+
+
+def _load(arg: str | None) -> Config:
+    path = _config_path(arg)
+    if not path.exists():
+        raise MissingConfig(path)
+    return load(path)
+
+
+class MissingConfig(Exception):
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: config file not found (use --config FILE or MAILMGR_CONFIG)"
+        )
+
+
+def _print_problems(exc: ConfigError) -> None:
+    n = len(exc.problems)
+    print(f"mailmgr: {n} configuration problem{'s' if n != 1 else ''}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mailmgr.app import serve  # the server's imports are not needed for other commands
+
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    server = config.server
+    logs.setup(args.log_format or server.log_format, server.log_level)
+    return asyncio.run(serve(config))
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    print(f"{config.source}: configuration is valid")
+    print(summary(config))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from mailmgr.explain import ExplainOptions, explain, render_text
+    from mailmgr.certinfo import certificate_from_pem
+
+    config = _load(args.config)
+    content = Path(args.eml).read_bytes()
+    cert = certificate_from_pem(Path(args.cert).read_bytes()) if args.cert else None
+    options = ExplainOptions(
+        mail_from=args.mail_from,
+        rcpts=tuple(args.rcpt or ()),
+        ip=args.ip,
+        helo=args.helo,
+        ingress=args.ingress,
+        tls=args.tls or args.tls_wrapped,
+        tls_wrapped=args.tls_wrapped,
+        certificate=cert,
+        spf=args.spf,
+        dkim=args.dkim,
+        dmarc_policy=args.dmarc_policy,
+    )
+    result = asyncio.run(explain(config, content, options))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render_text(result))
+    return 0
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from mailmgr.archive.commands import get_command, search_command
+
+    config = _load(args.config)
+    if args.archive_command == "search":
+        return search_command(
+            config,
+            archive=args.archive,
+            from_=getattr(args, "from"),
+            to=args.to,
+            subject=args.subject,
+            since=args.since,
+            until=args.until,
+            as_json=args.json,
+            out=sys.stdout,
+        )
+    return get_command(config, args.id, archive=args.archive, out=sys.stdout.buffer)
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from mailmgr.certs import create_dev_server_certificate
+
+    directory = Path(args.dir)
+    ca = create_dev_server_certificate(
+        directory / "server.pem", directory / "server.key", args.hostname
+    )
+    print(f"wrote {directory / 'server.pem'} and {directory / 'server.key'}; trust {ca}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $MAILMGR_CONFIG or "
+                        "config/mailmgr.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="mailmgr", description="Run AWS SES Mail Manager configurations locally."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the ingress points and workers")
+    p.add_argument("--log-format", choices=["json", "text"], help="override Server.Log.Format")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("check-config", parents=[common], help="validate the configuration")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("explain", parents=[common], help="dry-run a message through the rules")
+    p.add_argument("--eml", required=True, help="the message file (RFC 5322)")
+    p.add_argument("--mail-from", default="", help="envelope sender (default: null sender)")
+    p.add_argument("--rcpt", action="append", help="envelope recipient (repeatable)")
+    p.add_argument("--ip", default="127.0.0.1", help="client IP address")
+    p.add_argument("--helo", default="", help="HELO/EHLO name")
+    p.add_argument("--ingress", help="ingress point name or ID (default: the first)")
+    p.add_argument("--tls", action="store_true", help="the session used TLS")
+    p.add_argument("--tls-wrapped", action="store_true", help="implicit TLS (implies --tls)")
+    p.add_argument("--cert", help="client certificate PEM (for ClientCertificateAttribute)")
+    p.add_argument("--spf", choices=["PASS", "FAIL", "GRAY", "PROCESSING_FAILED"])
+    p.add_argument("--dkim", choices=["PASS", "FAIL", "GRAY", "PROCESSING_FAILED"])
+    p.add_argument("--dmarc-policy", choices=["NONE", "QUARANTINE", "REJECT"])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("archive", help="search and read local archives")
+    asub = p.add_subparsers(dest="archive_command", required=True)
+    s = asub.add_parser("search", parents=[common], help="search a local archive")
+    s.add_argument("--archive", help="archive name, ID or ARN (default: all)")
+    s.add_argument("--from", help="From contains")
+    s.add_argument("--to", help="To/Cc/recipient contains")
+    s.add_argument("--subject", help="Subject contains")
+    s.add_argument("--since", help="received at or after (ISO 8601, or 1h, 2d, …)")
+    s.add_argument("--until", help="received before (ISO 8601, or 1h, 2d, …)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_archive)
+    g = asub.add_parser("get", parents=[common], help="print one archived message")
+    g.add_argument("id", help="archived message ID")
+    g.add_argument("--archive", help="archive name, ID or ARN")
+    g.set_defaults(func=_cmd_archive)
+
+    p = sub.add_parser("certs", help="development certificates for smoke tests")
+    csub = p.add_subparsers(dest="certs_command", required=True)
+    d = csub.add_parser("dev", help="a dev CA and a server certificate signed by it")
+    d.add_argument("--dir", default="certs", help="output folder (default: certs)")
+    d.add_argument("--hostname", default="localhost", help="server name (default: localhost)")
+    d.set_defaults(func=_cmd_certs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1 if args.command != "serve" else 2
+    except MissingConfig as exc:
+        print(f"mailmgr: {exc}", file=sys.stderr)
+        return 1 if args.command != "serve" else 2
+    except OSError as exc:
+        print(f"mailmgr: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,90 @@
+"""One message through the rule set: verdicts (once, stored) → rule engine → executor.
+
+The spool worker calls a `Pipeline` for every due message; it owns no I/O of its own besides the
+checkpoint callback it is handed, and never raises for an expected failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+
+from mailmgr import logs
+from mailmgr.actions.base import Action, Resources
+from mailmgr.actions.executor import execute
+from mailmgr.actions.registry import build_actions
+from mailmgr.config.models import Config
+from mailmgr.message import ProcessingState, Verdicts
+from mailmgr.rules.address_lists import AddressListIndex
+from mailmgr.rules.engine import CompiledRuleSet
+from mailmgr.spool.store import SpoolEntry
+
+Checkpoint = Callable[[ProcessingState], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CompiledRuleSetWithActions:
+    rules: CompiledRuleSet
+    actions: tuple[tuple[Action, ...], ...]
+
+
+def compile_rule_sets(
+    config: Config, resources: Resources
+) -> dict[str, CompiledRuleSetWithActions]:
+    """Compile every rule set and build its action instances once, at start-up."""
+    indexes = {a.id: AddressListIndex(a.members) for a in config.address_lists}
+    return {
+        rs.id: CompiledRuleSetWithActions(
+            CompiledRuleSet(rs, indexes), build_actions(rs, resources)
+        )
+        for rs in config.rule_sets
+    }
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        compiled: Mapping[str, CompiledRuleSetWithActions],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._compiled = compiled
+        self._clock = clock
+        self._ingress = {ip.id: ip for ip in config.ingress_points}
+
+    async def __call__(self, entry: SpoolEntry, checkpoint: Checkpoint) -> ProcessingState:
+        message, state = entry.message, entry.state
+        ingress = self._ingress.get(message.session.ingress_point_id)
+        program = self._compiled.get(ingress.rule_set_id) if ingress else None
+        if ingress is None or program is None:
+            # The config changed since the message was accepted. Keep it in the spool and retry
+            # later rather than guess a rule set: the operator can restore the ingress point.
+            retry = self._config.server.retry
+            logs.error(
+                "message.unroutable",
+                message_id=message.id,
+                ingress_point_id=message.session.ingress_point_id,
+                reason="ingress point or its rule set is no longer configured",
+            )
+            return replace(
+                state,
+                attempts=state.attempts + 1,
+                next_attempt_at=self._clock()
+                + min(retry.initial_delay * 2**state.attempts, retry.max_delay),
+            )
+        if state.verdicts is None:
+            # SPF/DKIM/DMARC computation lands with the verdicts issue; until then the verdicts
+            # are PROCESSING_FAILED with no DMARC policy, as semantics.md §4 prescribes.
+            state = replace(state, verdicts=Verdicts())
+            await checkpoint(state)
+        return await execute(
+            message,
+            state,
+            program.rules,
+            program.actions,
+            retry=self._config.server.retry,
+            checkpoint=checkpoint,
+            now=self._clock,
+        )
