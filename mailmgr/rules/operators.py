@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 from mailmgr.config.models import (
     BooleanOperator,
-    NumberOperator,
     IpOperator,
+    NumberOperator,
     StringOperator,
     VerdictOperator,
 )

@@ -1,0 +1,53 @@
+"""The explicit table from AWS RuleAction member name to the builder of its implementation.
+
+Adding an action: one module in actions/ and one line here. Instances are built once at start-up
+by `build_actions`; nothing is registered by import side effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mailmgr.actions import add_header, drop, replace_recipient
+from mailmgr.actions.base import Action, Resources
+from mailmgr.config.models import ArchiveAction, RuleAction, RuleSet
+from mailmgr.errors import MailmgrError
+
+Builder = Callable[[RuleAction, Resources], Action]
+
+
+class UnsupportedAction(MailmgrError):
+    """A configured action has no implementation (the config loader should have rejected it)."""
+
+
+def _archive(action: RuleAction, resources: Resources) -> Action:
+    # Imported here so the state actions and the registry table load without the archive
+    # package (and its SQLite code) until an Archive action is actually built.
+    from mailmgr.actions import archive
+
+    if not isinstance(action, ArchiveAction):
+        raise TypeError(f"Archive cannot be built from {type(action).__name__}")
+    return archive.build(action, resources)
+
+
+REGISTRY: dict[str, Builder] = {
+    "Drop": drop.build,
+    "AddHeader": add_header.build,
+    "ReplaceRecipient": replace_recipient.build,
+    "Archive": _archive,
+}
+
+
+def build_action(action: RuleAction, resources: Resources) -> Action:
+    builder = REGISTRY.get(action.aws_name)
+    if builder is None:
+        raise UnsupportedAction(f"action '{action.aws_name}' is not implemented")
+    return builder(action, resources)
+
+
+def build_actions(rule_set: RuleSet, resources: Resources) -> tuple[tuple[Action, ...], ...]:
+    """One instance per configured action, per rule, in order (the executor's `actions`)."""
+    return tuple(
+        tuple(build_action(action, resources) for action in rule.actions)
+        for rule in rule_set.rules
+    )

@@ -1,0 +1,200 @@
+"""`mailmgr archive search` and `mailmgr archive get`: synchronous, read-only CLI paths.
+
+Opens each local archive's index read-only (safe while `serve` writes); never creates, changes
+or purges anything. Usage errors are one line on stderr and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from mailmgr.archive import index
+from mailmgr.archive.index import ArchiveRow, SearchQuery
+from mailmgr.archive.store import INDEX_NAME, read_message
+from mailmgr.config.models import Archive, Config, LocalStorage
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_WIDTHS = {"from": 32, "to": 32, "subject": 60}
+
+
+class UsageError(Exception):
+    """A bad option value; the message is printed as is."""
+
+
+def parse_time(value: str, option: str, *, end: bool, now: datetime | None = None) -> datetime:
+    """An aware UTC datetime from an ISO 8601 date or datetime or a relative age (`90s`, `30m`,
+    `1h`, `2d`, `1w` = that long before now). Naive times are UTC. A bare date means its
+    midnight, or for an end bound (`--until`) the following midnight, so the day is included."""
+    now = now or datetime.now(UTC)
+    relative = _RELATIVE.match(value)
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2).lower()
+        return now - timedelta(**{_UNITS[unit]: amount})
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{option}: cannot read {value!r}; use an ISO 8601 date or time "
+            "(2026-11-21, 2026-11-21T10:00:00Z) or an age like 30m, 1h, 2d"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def select_archives(config: Config, selector: str | None) -> list[Archive]:
+    """The archive named by `selector` (name, ID or ARN), or every Local archive when None."""
+    if selector is None:
+        return [a for a in config.archives if isinstance(a.storage, LocalStorage)]
+    for archive in config.archives:
+        if selector in (archive.id, archive.name, archive.arn):
+            if not isinstance(archive.storage, LocalStorage):
+                raise UsageError(
+                    f"--archive: {archive.name} stores in S3; only Local archives can be read"
+                )
+            return [archive]
+    known = ", ".join(a.name for a in config.archives) or "none configured"
+    raise UsageError(f"--archive: no archive {selector!r} (archives: {known})")
+
+
+def _directory(config: Config, archive: Archive) -> Path:
+    return config.server.archive_directory / archive.id
+
+
+def _open(config: Config, archive: Archive) -> sqlite3.Connection | None:
+    path = _directory(config, archive) / INDEX_NAME
+    return index.connect_readonly(path) if path.exists() else None
+
+
+def _clip(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(results: list[tuple[Archive, ArchiveRow]], out: TextIO) -> None:
+    if not results:
+        out.write("no archived messages match\n")
+        return
+    many = len({a.id for a, _ in results}) > 1
+    lines = []
+    for archive, row in results:
+        cells = [
+            index.iso(row.received).replace(".000Z", "Z"),
+            row.archived_message_id,
+            _clip(row.from_ or row.envelope_from or "<>", _WIDTHS["from"]),
+            _clip(row.to or ", ".join(row.envelope_to), _WIDTHS["to"]),
+            _clip(row.subject, _WIDTHS["subject"]),
+        ]
+        lines.append(([archive.name] if many else []) + cells)
+    header = (["ARCHIVE"] if many else []) + ["RECEIVED", "ARCHIVED ID", "FROM", "TO", "SUBJECT"]
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+    for cells in [header, *lines]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def search_command(
+    config: Config,
+    *,
+    archive: str | None,
+    from_: str | None,
+    to: str | None,
+    subject: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    out: TextIO,
+    limit: int = 100,
+    err: TextIO | None = None,
+) -> int:
+    """Search one archive (`--archive` name, ID or ARN) or, by default, every Local archive;
+    print up to `limit` rows newest first. Exit 0 (even with no match), 2 on a bad option,
+    1 when an index cannot be read."""
+    err = err or sys.stderr
+    try:
+        query = SearchQuery(
+            from_=from_,
+            to=to,
+            subject=subject,
+            since=parse_time(since, "--since", end=False).timestamp() if since else None,
+            until=parse_time(until, "--until", end=True).timestamp() if until else None,
+            limit=limit,
+        )
+        archives = select_archives(config, archive)
+    except UsageError as exc:
+        err.write(f"mailmgr: {exc}\n")
+        return 2
+    results: list[tuple[Archive, ArchiveRow]] = []
+    for target in archives:
+        try:
+            conn = _open(config, target)
+            if conn is None:
+                continue
+            try:
+                results += [(target, row) for row in index.search(conn, query)]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            err.write(f"mailmgr: archive {target.name}: cannot read its index: {exc}\n")
+            return 1
+    results.sort(key=lambda r: (r[1].received_timestamp, r[1].archived_message_id), reverse=True)
+    results = results[: max(0, limit)]
+    if as_json:
+        rows = [{**row.to_aws_json(), "ArchiveId": a.id} for a, row in results]
+        out.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _table(results, out)
+    return 0
+
+
+def get_command(
+    config: Config,
+    archived_id: str,
+    *,
+    archive: str | None,
+    out: BinaryIO,
+    err: TextIO | None = None,
+) -> int:
+    """Write the archived message's bytes to `out`, looking in `--archive` or in every Local
+    archive. Exit 0 found, 1 not found (or unreadable), 2 on a bad --archive."""
+    err = err or sys.stderr
+    try:
+        archives = select_archives(config, archive)
+    except UsageError as exc:
+        err.write(f"mailmgr: {exc}\n")
+        return 2
+    for target in archives:
+        try:
+            conn = _open(config, target)
+            if conn is None:
+                continue
+            try:
+                row = index.lookup(conn, archived_id.strip().lower())
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            err.write(f"mailmgr: archive {target.name}: cannot read its index: {exc}\n")
+            return 1
+        if row is None:
+            continue
+        try:
+            content = read_message(_directory(config, target), row)
+        except OSError as exc:
+            err.write(f"mailmgr: archive {target.name}: cannot read {row.path}: {exc}\n")
+            return 1
+        if content is not None:
+            out.write(content)
+            out.flush()
+            return 0
+    err.write(f"mailmgr: archived message {archived_id} not found\n")
+    return 1

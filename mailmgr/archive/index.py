@@ -1,0 +1,255 @@
+"""The SQLite index of one local archive: schema, ArchiveRow, and synchronous queries.
+
+Every function takes the connection it must use and blocks; callers own threading (the store
+runs them in its single database thread, the CLI calls them directly). No file I/O here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    archived_message_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    rule_index INTEGER NOT NULL,
+    action_index INTEGER NOT NULL,
+    received_timestamp REAL NOT NULL,
+    date TEXT,
+    to_header TEXT,
+    from_header TEXT,
+    cc_header TEXT,
+    subject TEXT,
+    message_id_header TEXT,
+    has_attachments INTEGER NOT NULL,
+    received_headers TEXT NOT NULL,
+    in_reply_to TEXT,
+    x_mailer TEXT,
+    x_original_mailer TEXT,
+    x_priority TEXT,
+    ingress_point_id TEXT NOT NULL,
+    sender_hostname TEXT,
+    sender_ip_address TEXT NOT NULL,
+    envelope_helo TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    envelope_to TEXT NOT NULL,
+    rule_set_id TEXT NOT NULL,
+    source_arn TEXT,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    UNIQUE (message_id, rule_index, action_index)
+);
+CREATE INDEX IF NOT EXISTS messages_received ON messages (received_timestamp);
+"""
+
+
+@dataclass(frozen=True)
+class ArchiveRow:
+    """One archived message as AWS archive search returns it, plus where mailmgr keeps it.
+
+    Field order matches the `messages` columns. Header fields are decoded text, None when the
+    header is absent; `path` is relative to the archive directory."""
+
+    archived_message_id: str
+    message_id: str  # mailmgr's message ID (the spool key)
+    rule_index: int
+    action_index: int
+    received_timestamp: float  # epoch seconds, when the message was accepted
+    date: str | None
+    to: str | None
+    from_: str | None
+    cc: str | None
+    subject: str | None
+    message_id_header: str | None  # the Message-ID header
+    has_attachments: bool
+    received_headers: tuple[str, ...]
+    in_reply_to: str | None
+    x_mailer: str | None
+    x_original_mailer: str | None
+    x_priority: str | None
+    ingress_point_id: str
+    sender_hostname: str | None
+    sender_ip_address: str
+    envelope_helo: str
+    envelope_from: str
+    envelope_to: tuple[str, ...]
+    rule_set_id: str
+    source_arn: str | None
+    path: str
+    size: int
+
+    @property
+    def received(self) -> datetime:
+        return datetime.fromtimestamp(self.received_timestamp, UTC)
+
+    def to_aws_json(self) -> dict[str, Any]:
+        """The AWS `Row` shape (absent fields omitted, as AWS does); timestamps in ISO 8601."""
+        data: dict[str, Any] = {
+            "ArchivedMessageId": self.archived_message_id,
+            "ReceivedTimestamp": iso(self.received),
+            "Date": self.date,
+            "To": self.to,
+            "From": self.from_,
+            "Cc": self.cc,
+            "Subject": self.subject,
+            "MessageId": self.message_id_header,
+            "HasAttachments": self.has_attachments,
+            "ReceivedHeaders": list(self.received_headers),
+            "InReplyTo": self.in_reply_to,
+            "XMailer": self.x_mailer,
+            "XOriginalMailer": self.x_original_mailer,
+            "XPriority": self.x_priority,
+            "IngressPointId": self.ingress_point_id,
+            "SenderHostname": self.sender_hostname,
+            "SenderIpAddress": self.sender_ip_address,
+            "Envelope": {
+                "Helo": self.envelope_helo,
+                "From": self.envelope_from,
+                "To": list(self.envelope_to),
+            },
+            "SourceArn": self.source_arn,
+        }
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """Filters are case-insensitive substrings; `since` inclusive, `until` exclusive (epoch)."""
+
+    from_: str | None = None
+    to: str | None = None
+    subject: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+
+_COLUMNS = (
+    "archived_message_id, message_id, rule_index, action_index, received_timestamp, date, "
+    "to_header, from_header, cc_header, subject, message_id_header, has_attachments, "
+    "received_headers, in_reply_to, x_mailer, x_original_mailer, x_priority, ingress_point_id, "
+    "sender_hostname, sender_ip_address, envelope_helo, envelope_from, envelope_to, "
+    "rule_set_id, source_arn, path, size"
+)
+assert _COLUMNS.count(",") + 1 == len(fields(ArchiveRow))
+_SELECT = f"SELECT {_COLUMNS} FROM messages"
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _contains(haystack: str | None, needle: str | None) -> bool:
+    # Python casefold, not SQLite LIKE: LIKE folds ASCII only and treats % and _ as wildcards.
+    return haystack is not None and needle is not None and needle.casefold() in haystack.casefold()
+
+
+def _prepare(conn: sqlite3.Connection) -> sqlite3.Connection:
+    conn.create_function("mm_contains", 2, _contains, deterministic=True)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the index read-write: WAL, synchronous=FULL so a committed
+    row survives power loss (the spool has already moved past the action by then)."""
+    conn = _prepare(sqlite3.connect(path, isolation_level=None))
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise sqlite3.DatabaseError(f"{path}: index schema {version} is newer than this mailmgr")
+    conn.executescript(_SCHEMA)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return conn
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open an existing index read-only (for the CLI, while `serve` may be writing)."""
+    return _prepare(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True))
+
+
+def _to_row(values: Sequence[Any]) -> ArchiveRow:
+    v = list(values)
+    v[11] = bool(v[11])
+    v[12] = tuple(json.loads(v[12]))
+    v[22] = tuple(json.loads(v[22]))
+    return ArchiveRow(*v)
+
+
+def insert(conn: sqlite3.Connection, row: ArchiveRow) -> None:
+    """Insert `row` unless its ID or (message, rule, action) is already indexed."""
+    values = list(astuple(row))
+    values[11] = int(row.has_attachments)
+    values[12] = json.dumps(list(row.received_headers), ensure_ascii=False)
+    values[22] = json.dumps(list(row.envelope_to), ensure_ascii=False)
+    marks = ", ".join("?" * len(values))
+    conn.execute(f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES ({marks})", values)
+
+
+def lookup(conn: sqlite3.Connection, archived_message_id: str) -> ArchiveRow | None:
+    found = conn.execute(
+        f"{_SELECT} WHERE archived_message_id = ?", (archived_message_id,)
+    ).fetchone()
+    return _to_row(found) if found else None
+
+
+def search(conn: sqlite3.Connection, query: SearchQuery) -> list[ArchiveRow]:
+    """Rows matching every given filter, newest first. `to` matches the To and Cc headers and
+    the envelope recipients; `from_` matches the From header and the envelope sender."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.from_:
+        where.append("(mm_contains(from_header, ?) OR mm_contains(envelope_from, ?))")
+        params += [query.from_] * 2
+    if query.to:
+        where.append(
+            "(mm_contains(to_header, ?) OR mm_contains(cc_header, ?)"
+            " OR mm_contains(envelope_to, ?))"
+        )
+        params += [query.to] * 3
+    if query.subject:
+        where.append("mm_contains(subject, ?)")
+        params.append(query.subject)
+    if query.since is not None:
+        where.append("received_timestamp >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        where.append("received_timestamp < ?")
+        params.append(query.until)
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY received_timestamp DESC, archived_message_id DESC LIMIT ?"
+    params.append(max(0, query.limit))
+    return [_to_row(r) for r in conn.execute(sql, params)]
+
+
+def expired(conn: sqlite3.Connection, cutoff: float, limit: int) -> list[tuple[str, str]]:
+    """Up to `limit` (archived ID, path) pairs received before `cutoff`, oldest first."""
+    cursor = conn.execute(
+        "SELECT archived_message_id, path FROM messages WHERE received_timestamp < ?"
+        " ORDER BY received_timestamp LIMIT ?",
+        (cutoff, limit),
+    )
+    return [(str(a), str(p)) for a, p in cursor]
+
+
+def delete(conn: sqlite3.Connection, archived_message_ids: Sequence[str]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "DELETE FROM messages WHERE archived_message_id = ?",
+            [(a,) for a in archived_message_ids],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,142 @@
+"""The `Server` section: mailmgr's own process settings, with their defaults.
+
+Reads and checks values only; it never creates directories or contacts resolvers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+from mailmgr.config.fields import (
+    Ctx,
+    check_keys,
+    key_path,
+    mapping,
+    opt_number,
+    opt_str,
+    parse_host_port,
+    str_list,
+)
+from mailmgr.config.models import RetryPolicy, ServerConfig
+
+SERVER_KEYS = (
+    "Hostname", "DataDirectory", "Region", "AccountId", "Aws", "Dns", "Log", "Workers",
+    "Retry", "ShutdownGraceSeconds",
+)
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMATS = ("json", "text")
+
+
+def default_hostname() -> str:
+    name = socket.getfqdn()
+    return name if name and _HOSTNAME.fullmatch(name) else "localhost"
+
+
+def default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _section(ctx: Ctx, server: dict[Any, Any], key: str, path: str,
+             allowed: tuple[str, ...]) -> dict[Any, Any]:
+    value = server.get(key)
+    if value is None:
+        return {}
+    found = mapping(ctx, value, key_path(path, key))
+    if found is None:
+        return {}
+    check_keys(ctx, found, allowed, key_path(path, key))
+    return found
+
+
+def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfig:
+    """Build ServerConfig; problems are reported and defaults used in their place."""
+    server = {} if value is None else mapping(ctx, value, path) or {}
+    check_keys(ctx, server, SERVER_KEYS, path)
+
+    hostname = opt_str(ctx, server, "Hostname", path)
+    if hostname is not None and not _HOSTNAME.fullmatch(hostname):
+        ctx.problem(key_path(path, "Hostname"), f"'{hostname}' is not a valid host name")
+    data_dir = opt_str(ctx, server, "DataDirectory", path) or "var"
+    region = opt_str(ctx, server, "Region", path)
+    if region is not None and not _REGION.fullmatch(region):
+        ctx.problem(key_path(path, "Region"), f"'{region}' is not an AWS region name")
+    account = server.get("AccountId", "000000000000")
+    if not isinstance(account, str) or not re.fullmatch(r"\d{12}", account):
+        ctx.problem(key_path(path, "AccountId"), "AccountId must be a string of 12 digits")
+        account = "000000000000"
+
+    aws_path = key_path(path, "Aws")
+    aws = _section(ctx, server, "Aws", path, ("EndpointUrl", "EndpointUrls"))
+    endpoint = opt_str(ctx, aws, "EndpointUrl", aws_path)
+    urls: list[tuple[str, str]] = []
+    raw_urls = aws.get("EndpointUrls")
+    if raw_urls is not None:
+        where = key_path(aws_path, "EndpointUrls")
+        for service, url in (mapping(ctx, raw_urls, where) or {}).items():
+            if isinstance(url, str) and url:
+                urls.append((str(service), url))
+            else:
+                ctx.problem(key_path(where, service), "expected a URL string")
+    for url_path, url in [(key_path(aws_path, "EndpointUrl"), endpoint)] + [
+        (key_path(key_path(aws_path, "EndpointUrls"), s), u) for s, u in urls
+    ]:
+        if url is not None and not re.match(r"https?://[^\s/]+", url):
+            ctx.problem(url_path, f"'{url}' is not an http(s) URL")
+
+    dns_path = key_path(path, "Dns")
+    dns = _section(ctx, server, "Dns", path, ("Nameservers", "Timeout"))
+    nameservers: list[str] = []
+    for text, where in str_list(ctx, dns, "Nameservers", dns_path):
+        try:
+            parse_host_port(text, default_port=53)
+            nameservers.append(text)
+        except ValueError as exc:
+            ctx.problem(where, f"invalid nameserver: {exc}")
+    timeout = opt_number(ctx, dns, "Timeout", dns_path, minimum=0.001)
+
+    log_path = key_path(path, "Log")
+    log = _section(ctx, server, "Log", path, ("Format", "Level"))
+    log_format = opt_str(ctx, log, "Format", log_path) or "json"
+    if log_format not in _LOG_FORMATS:
+        ctx.problem(key_path(log_path, "Format"), f"'{log_format}' is not one of json, text")
+    level = (opt_str(ctx, log, "Level", log_path) or "INFO").upper()
+    if level not in _LOG_LEVELS:
+        ctx.problem(key_path(log_path, "Level"), f"'{level}' is not one of {', '.join(_LOG_LEVELS)}")
+
+    workers = opt_number(ctx, server, "Workers", path, minimum=1, maximum=256, integer=True)
+    retry_path = key_path(path, "Retry")
+    retry = _section(ctx, server, "Retry", path,
+                     ("InitialDelaySeconds", "MaxDelaySeconds", "MaxAgeSeconds"))
+    defaults = RetryPolicy()
+    initial = opt_number(ctx, retry, "InitialDelaySeconds", retry_path, minimum=0.001)
+    max_delay = opt_number(ctx, retry, "MaxDelaySeconds", retry_path, minimum=0.001)
+    max_age = opt_number(ctx, retry, "MaxAgeSeconds", retry_path, minimum=0.0)
+    policy = RetryPolicy(
+        initial_delay=defaults.initial_delay if initial is None else initial,
+        max_delay=defaults.max_delay if max_delay is None else max_delay,
+        max_age=defaults.max_age if max_age is None else max_age,
+    )
+    if policy.max_delay < policy.initial_delay:
+        ctx.problem(retry_path, "MaxDelaySeconds must not be less than InitialDelaySeconds")
+    grace = opt_number(ctx, server, "ShutdownGraceSeconds", path, minimum=0.0)
+
+    return ServerConfig(
+        hostname=hostname or default_hostname(),
+        data_directory=ctx.resolve(data_dir),
+        region=region or default_region(),
+        account_id=account,
+        endpoint_url=endpoint,
+        endpoint_urls=tuple(urls),
+        dns_nameservers=tuple(nameservers),
+        dns_timeout=5.0 if timeout is None else timeout,
+        log_format=log_format,
+        log_level=level,
+        workers=8 if workers is None else int(workers),
+        retry=policy,
+        shutdown_grace=10.0 if grace is None else grace,
+    )
