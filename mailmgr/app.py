@@ -11,22 +11,23 @@ import contextlib
 import signal
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mailmgr import certs, logs
 from mailmgr.actions.base import Resources
-from mailmgr.archive.store import LocalArchive
+from mailmgr.archive import LocalArchive, local_archives, run_retention
 from mailmgr.config.models import (
     AcceptAction,
     Config,
     IngressPoint,
-    LocalStorage,
     TlsPolicy,
 )
 from mailmgr.ingress.listener import IngressServer
 from mailmgr.ingress.tls import server_context
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
 from mailmgr.pipeline import Pipeline, compile_rule_sets
+from mailmgr.rules.address_lists import AddressListIndex, build_indexes
 from mailmgr.rules.traffic_policy import decide
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
@@ -52,11 +53,15 @@ class SpoolAcceptor:
 class TrafficPolicyCheck:
     """The ingress seam for RCPT: the ingress point's traffic policy decides per recipient."""
 
-    def __init__(self, config: Config, ingress: IngressPoint) -> None:
+    def __init__(
+        self, config: Config, ingress: IngressPoint, indexes: Mapping[str, AddressListIndex]
+    ) -> None:
         self._policy = config.traffic_policy(ingress.traffic_policy_id)
+        self._indexes = indexes
 
     def check(self, session: SessionFacts, recipient: str) -> bool:
-        return decide(self._policy, session, recipient).decision is AcceptAction.ALLOW
+        decision = decide(self._policy, session, recipient, self._indexes)
+        return decision.decision is AcceptAction.ALLOW
 
 
 def _max_size(config: Config, ingress: IngressPoint) -> int:
@@ -79,24 +84,25 @@ class App:
         await self._ensure_certificates()
         self._store = SpoolStore(server.spool_directory)
         recovered = await self._store.open()
-        for archive in self.config.archives:
-            if isinstance(archive.storage, LocalStorage):
-                store = LocalArchive(archive, server.archive_directory)
-                await store.open()
-                self._archives[archive.id] = store
+        self._archives = local_archives(self.config)
+        for archive in self._archives.values():
+            await archive.open()
         resources = Resources(config=self.config, archives=dict(self._archives))
         pipeline = Pipeline(self.config, compile_rule_sets(self.config, resources))
         self._worker = SpoolWorker(self._store, pipeline, concurrency=server.workers)
         await self._worker.start(recovered)
-        self._retention = asyncio.create_task(self._retention_loop())
+        self._retention = asyncio.create_task(
+            run_retention(list(self._archives.values()), RETENTION_INTERVAL)
+        )
         acceptor = SpoolAcceptor(self._store, self._worker)
+        indexes = build_indexes(self.config.address_lists)
         for ingress in self.config.ingress_points:
             srv = IngressServer(
                 ingress,
                 hostname=server.hostname,
                 max_message_size=_max_size(self.config, ingress),
                 acceptor=acceptor,
-                recipient_policy=TrafficPolicyCheck(self.config, ingress),
+                recipient_policy=TrafficPolicyCheck(self.config, ingress, indexes),
                 ssl_context=self._ssl_context(ingress),
             )
             await srv.start()
@@ -164,18 +170,6 @@ class App:
                 raise ValueError(f"ingress point {ingress.name} needs a TlsCertificate")
             return None
         return server_context(ingress.tls_certificate)
-
-    async def _retention_loop(self) -> None:
-        while True:
-            for archive in self._archives.values():
-                try:
-                    removed = await archive.purge_expired(time.time())
-                except OSError as exc:
-                    logs.error("archive.retention_failed", error=str(exc))
-                    continue
-                if removed:
-                    logs.event("archive.retention", removed=removed)
-            await asyncio.sleep(RETENTION_INTERVAL)
 
 
 async def serve(config: Config) -> int:

@@ -86,12 +86,16 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         ingress=args.ingress,
         tls=args.tls or args.tls_wrapped,
         tls_wrapped=args.tls_wrapped,
-        certificate=cert,
+        client_certificate=cert,
         spf=args.spf,
         dkim=args.dkim,
         dmarc_policy=args.dmarc_policy,
     )
-    result = asyncio.run(explain(config, content, options))
+    try:
+        result = asyncio.run(explain(config, content, options))
+    except ValueError as exc:  # unknown ingress point, bad verdict value
+        print(f"mailmgr explain: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -56,7 +56,14 @@ class ActionError(MailmgrError):
 
 
 class TemporaryActionError(ActionError):
+    """`resume` is JSON text the action wants back (as ActionInput.resume) on its next attempt,
+    e.g. the recipients a relay already accepted, so a retry never repeats finished work."""
+
     temporary = True
+
+    def __init__(self, message: str, code: str = "", resume: str | None = None) -> None:
+        super().__init__(message, code)
+        self.resume = resume
 
 
 class PermanentActionError(ActionError):

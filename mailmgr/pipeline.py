@@ -16,7 +16,7 @@ from mailmgr.actions.executor import execute
 from mailmgr.actions.registry import build_actions
 from mailmgr.config.models import Config
 from mailmgr.message import ProcessingState, Verdicts
-from mailmgr.rules.address_lists import AddressListIndex
+from mailmgr.rules.address_lists import build_indexes
 from mailmgr.rules.engine import CompiledRuleSet
 from mailmgr.spool.store import SpoolEntry
 
@@ -33,10 +33,10 @@ def compile_rule_sets(
     config: Config, resources: Resources
 ) -> dict[str, CompiledRuleSetWithActions]:
     """Compile every rule set and build its action instances once, at start-up."""
-    indexes = {a.id: AddressListIndex(a.members) for a in config.address_lists}
+    indexes = build_indexes(config.address_lists)
     return {
         rs.id: CompiledRuleSetWithActions(
-            CompiledRuleSet(rs, indexes), build_actions(rs, resources)
+            CompiledRuleSet.compile(rs, indexes), build_actions(rs, resources)
         )
         for rs in config.rule_sets
     }

@@ -188,10 +188,9 @@ class _Walk:
             if t - first <= self.retry.max_age:
                 exponent = min(state.attempts, _MAX_BACKOFF_EXPONENT)
                 delay = min(self.retry.initial_delay * 2**exponent, self.retry.max_delay)
-                resume = getattr(failure, "resume", None)
                 data = state.action_data
-                if isinstance(resume, str):
-                    data = (*_without(data, key), (key, resume))
+                if failure.resume is not None:
+                    data = (*_without(data, key), (key, failure.resume))
                 state = replace(
                     state,
                     attempts=state.attempts + 1,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mailmgr.actions import add_header, drop, replace_recipient
+from mailmgr.actions import add_header, archive, drop, replace_recipient
 from mailmgr.actions.base import Action, Resources
 from mailmgr.config.models import ArchiveAction, RuleAction, RuleSet
 from mailmgr.errors import MailmgrError
@@ -21,10 +21,7 @@ class UnsupportedAction(MailmgrError):
 
 
 def _archive(action: RuleAction, resources: Resources) -> Action:
-    # Imported here so the state actions and the registry table load without the archive
-    # package (and its SQLite code) until an Archive action is actually built.
-    from mailmgr.actions import archive
-
+    # archive.build takes the precise model type; the table needs the union.
     if not isinstance(action, ArchiveAction):
         raise TypeError(f"Archive cannot be built from {type(action).__name__}")
     return archive.build(action, resources)

@@ -133,9 +133,7 @@ class LocalArchive:
                 self._executor = ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix=f"archive-{self.archive.id}"
                 )
-            self._conn = await loop.run_in_executor(
-                self._executor, index.connect, self.index_path
-            )
+            self._conn = await loop.run_in_executor(self._executor, index.connect, self.index_path)
             logs.event("archive_opened", archive_id=self.archive.id, path=str(self.directory))
 
     async def close(self) -> None:

@@ -57,7 +57,7 @@ def parse_document(ctx: Ctx, text: str, suffix: str) -> tuple[bool, Any]:
     """(ok, data). Problems go to `ctx` (the document's own file) at path `$`."""
     if suffix.lower() in YAML_SUFFIXES:
         try:
-            return True, yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader
+            return True, yaml.load(text, Loader=_UniqueKeyLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -27,7 +27,8 @@ SERVER_KEYS = (
     "Retry", "ShutdownGraceSeconds",
 )
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMATS = ("json", "text")
 
@@ -106,7 +107,8 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         ctx.problem(key_path(log_path, "Format"), f"'{log_format}' is not one of json, text")
     level = (opt_str(ctx, log, "Level", log_path) or "INFO").upper()
     if level not in _LOG_LEVELS:
-        ctx.problem(key_path(log_path, "Level"), f"'{level}' is not one of {', '.join(_LOG_LEVELS)}")
+        ctx.problem(key_path(log_path, "Level"),
+                    f"'{level}' is not one of {', '.join(_LOG_LEVELS)}")
 
     workers = opt_number(ctx, server, "Workers", path, minimum=1, maximum=256, integer=True)
     retry_path = key_path(path, "Retry")

@@ -109,9 +109,15 @@ def addresses(headers: Message, name: str) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for _display, addr in pairs:
         addr = addr.strip()
-        if "@" in addr and addr not in seen:
-            seen[addr] = None
+        if _is_addr_spec(addr):
+            seen.setdefault(addr, None)
     return tuple(seen)
+
+
+def _is_addr_spec(addr: str) -> bool:
+    """Enough of an addr-spec to be a candidate; undecodable bytes (U+FFFD) make it garbage."""
+    local, at, domain = addr.rpartition("@")
+    return bool(at and local and domain) and "\ufffd" not in addr
 
 
 def _all(headers: Message, name: str) -> list[str]:

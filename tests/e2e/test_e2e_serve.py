@@ -124,7 +124,7 @@ def test_sigkill_after_250_message_processed_exactly_once(tmp_path, server_facto
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
         smtp.sendmail("alice@sender.test", ["bob@mailmgr.test"],
                       MESSAGE.replace("hello e2e", "crash test"))
-    server.wait_for("action", status="RETRY")
+    server.wait_for("message.action", status="RETRY")
     server.kill()
 
     blocker.unlink()

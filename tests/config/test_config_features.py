@@ -1,0 +1,119 @@
+"""Not-yet-implemented features, analyzers, and coverage of the AWS RuleAction union."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import botocore.session
+import pytest
+from config_helpers import MAILBOX_ARN, Problems, base
+
+from mailmgr.config import features
+from mailmgr.config.actions import ACTION_BUILDERS
+from mailmgr.config.models import ALL_ACTION_CLASSES
+
+ROLE = "arn:aws:iam::123456789012:role/mail"
+RULE = "$.RuleSets[0].Rules[0].Actions[0]"
+
+NOT_IMPLEMENTED_ACTIONS: dict[str, dict[str, Any]] = {
+    "Relay": {"Relay": "up", "MailFrom": "REPLACE"},
+    "WriteToS3": {"RoleArn": ROLE, "S3Bucket": "bucket", "S3Prefix": "in"},
+    "Send": {"RoleArn": ROLE},
+    "DeliverToMailbox": {"MailboxArn": MAILBOX_ARN, "RoleArn": ROLE},
+    "DeliverToQBusiness": {"ApplicationId": "a" * 36, "IndexId": "b" * 36, "RoleArn": ROLE},
+    "PublishToSns": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:topic", "RoleArn": ROLE},
+    "Bounce": {"RoleArn": ROLE, "Sender": "postmaster@example.test", "StatusCode": "5.1.1",
+               "SmtpReplyCode": "550", "DiagnosticMessage": "no such user"},
+    "InvokeLambda": {"FunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+                     "InvocationType": "EVENT", "RoleArn": ROLE},
+}
+
+
+@pytest.mark.parametrize("action", sorted(NOT_IMPLEMENTED_ACTIONS))
+def test_not_implemented_action_is_the_only_problem(problems: Problems, action: str) -> None:
+    data = base()
+    data["Relays"] = [{"RelayName": "up", "ServerName": "smtp.test", "ServerPort": 25,
+                       "Authentication": {"NoAuthentication": {}}}]
+    data["Mailboxes"] = [{"MailboxArn": MAILBOX_ARN, "Maildir": "md"}]
+    data["RuleSets"][0]["Rules"][0]["Actions"] = [{action: NOT_IMPLEMENTED_ACTIONS[action]}]
+    (p,) = problems(data)  # the model was built without any other problem
+    assert p.path == f"{RULE}.{action}"
+    assert p.message == f"action '{action}' is not implemented yet in this version of mailmgr"
+
+
+def _ingress(**changes: Any) -> dict[str, Any]:
+    data = base()
+    data["IngressPoints"][0].update(changes)
+    return data
+
+
+CERT = {"CertificateFile": "s.pem", "PrivateKeyFile": "s.key"}
+TRUST = {"TlsAuthConfiguration": {"TrustStore": {"CAContent": "-----BEGIN CERTIFICATE-----"}}}
+
+
+@pytest.mark.parametrize(("changes", "path", "message"), [
+    ({"Type": "AUTH", "IngressPointConfiguration": {"SmtpPassword": "secret-pass"}},
+     "Type", "ingress point Type 'AUTH' is not implemented yet in this version of mailmgr"),
+    ({"Type": "MTLS", "TlsPolicy": "REQUIRED", "TlsCertificate": CERT,
+      "IngressPointConfiguration": TRUST},
+     "Type", "ingress point Type 'MTLS' is not implemented yet in this version of mailmgr"),
+    ({"TlsPolicy": "FIPS", "TlsCertificate": CERT},
+     "TlsPolicy", "TlsPolicy 'FIPS' is not implemented yet in this version of mailmgr"),
+    ({"TlsWrappedListen": ["127.0.0.1:0"], "TlsCertificate": CERT}, "TlsWrappedListen",
+     "TlsWrappedListen (implicit TLS listeners) is not implemented yet in this version"),
+    ({"IngressPointConfiguration": {"SmtpPassword": "secret-pass"}}, "IngressPointConfiguration",
+     "IngressPointConfiguration on an OPEN ingress point is not implemented yet"),
+])
+def test_not_implemented_ingress_features(
+    problems: Problems, changes: dict[str, Any], path: str, message: str
+) -> None:
+    (p,) = problems(_ingress(**changes))
+    assert p.path == f"$.IngressPoints[0].{path}"
+    assert p.message.startswith(message)
+
+
+def test_policy_statements_not_implemented(problems: Problems) -> None:
+    data = base()
+    data["TrafficPolicies"][0]["PolicyStatements"] = [{"Action": "DENY", "Conditions": [
+        {"IpExpression": {"Evaluate": {"Attribute": "SENDER_IP"}, "Operator": "CIDR_MATCHES",
+                          "Values": ["10.0.0.0/8"]}}]}]
+    (p,) = problems(data)
+    assert p.path == "$.TrafficPolicies[0].PolicyStatements"
+    assert "PolicyStatements is not implemented yet in this version of mailmgr" in p.message
+
+
+def test_archive_s3_storage_not_implemented(problems: Problems) -> None:
+    data = base()
+    data["Archives"][0]["Storage"] = {"S3": {"Bucket": "b", "Prefix": "p"}}
+    (p,) = problems(data)
+    assert p.path == "$.Archives[0].Storage.S3"
+    assert p.message == "archive Storage 'S3' is not implemented yet in this version of mailmgr"
+
+
+ANALYZER = "arn:aws:ses:us-east-1:123456789012:addon-subscription/as-1"
+
+
+def test_unknown_analyzer_in_rule_and_policy(problems: Problems) -> None:
+    data = base()
+    analysis = {"Analyzer": ANALYZER, "ResultField": "addon.score"}
+    data["RuleSets"][0]["Rules"][0]["Conditions"] = [{"VerdictExpression": {
+        "Evaluate": {"Analysis": analysis}, "Operator": "EQUALS", "Values": ["PASS"]}}]
+    data["TrafficPolicies"][0]["PolicyStatements"] = [{"Action": "DENY", "Conditions": [
+        {"BooleanExpression": {"Evaluate": {"Analysis": analysis}, "Operator": "IS_TRUE"}}]}]
+    found = problems(data)
+    message = f"unknown analyzer '{ANALYZER}': no local analyzer is registered"
+    paths = {p.path for p in found if p.message == message}
+    assert paths == {
+        "$.RuleSets[0].Rules[0].Conditions[0].VerdictExpression.Evaluate.Analysis.Analyzer",
+        "$.TrafficPolicies[0].PolicyStatements[0].Conditions[0].BooleanExpression.Evaluate"
+        ".Analysis.Analyzer",
+    }
+    assert features.ANALYZERS == {}
+
+
+def test_every_aws_rule_action_is_known() -> None:
+    model = botocore.session.get_session().get_service_model("mailmanager")
+    aws_actions = set(model.shape_for("RuleAction").members)
+    unknown = aws_actions - set(ACTION_BUILDERS) - features.NOT_IMPLEMENTED_ACTIONS
+    assert not unknown, f"AWS RuleAction members unknown to the loader: {sorted(unknown)}"
+    assert set(ACTION_BUILDERS) == {cls.aws_name for cls in ALL_ACTION_CLASSES} == aws_actions
