@@ -23,6 +23,7 @@ from mailmgr.config.models import (
     IngressPoint,
     TlsPolicy,
 )
+from mailmgr.errors import ConfigError
 from mailmgr.ingress.listener import IngressServer
 from mailmgr.ingress.tls import server_context
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
@@ -137,9 +138,11 @@ class App:
         """SIGHUP: new TLS contexts for new connections; open sessions keep theirs."""
         for srv in self.servers:
             try:
-                srv.ssl_context = self._ssl_context(srv.ingress_point)
-            except (OSError, ValueError) as exc:
-                logs.error("tls.reload_failed", ingress_point=srv.ingress_point.name, error=str(exc))
+                srv.reload_tls(self._ssl_context(srv.ingress_point))
+            except (ConfigError, ValueError) as exc:
+                logs.error(
+                    "tls.reload_failed", ingress_point=srv.ingress_point.name, error=str(exc)
+                )
                 continue
             logs.event("tls.reloaded", ingress_point=srv.ingress_point.name)
 
@@ -182,8 +185,11 @@ async def serve(config: Config) -> int:
     loop.add_signal_handler(signal.SIGHUP, app.reload_certificates)
     try:
         await app.start()
+    except ConfigError:
+        await app.stop()  # an unreadable certificate: the CLI prints the problem, exit 2
+        raise
     except OSError as exc:
-        # Bind failures and unreadable certificate files are operator errors, not crashes.
+        # Bind failures and unwritable data folders are operator errors, not crashes.
         logs.error("server.start_failed", error=str(exc))
         await app.stop()
         return 1

@@ -72,8 +72,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from mailmgr.explain import ExplainOptions, explain, render_text
     from mailmgr.certinfo import certificate_from_pem
+    from mailmgr.explain import ExplainOptions, explain, render_text
 
     config = _load(args.config)
     content = Path(args.eml).read_bytes()

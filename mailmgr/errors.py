@@ -1,7 +1,7 @@
 """The exception tree of mailmgr. Every error knows whether it is temporary or permanent.
 
     MailmgrError
-    ├── ConfigError             one or more config problems (file, JSON path, rule); never a traceback
+    ├── ConfigError             config problems (file, JSON path, rule); never a traceback
     ├── SpoolError              the durable spool could not store or read a record (temporary)
     │   └── CorruptRecord       a record on disk cannot be parsed (quarantined, permanent)
     └── ActionError             an action failed

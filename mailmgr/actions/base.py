@@ -7,9 +7,9 @@ the side effect and before the checkpoint re-runs them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mailmgr.config.models import Config

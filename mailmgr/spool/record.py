@@ -139,7 +139,7 @@ def parse_at(buf: bytes, pos: int) -> Parsed:
     if end - pos < HEADER_SIZE:
         prefix = buf[pos : pos + len(MAGIC)]
         return Parsed(ParseStatus.SHORT if MAGIC.startswith(prefix) else ParseStatus.BAD)
-    magic, rtype, flags, id_len, plen, pcrc = _FIXED.unpack_from(buf, pos)
+    magic, rtype, _flags, id_len, plen, pcrc = _FIXED.unpack_from(buf, pos)
     if magic != MAGIC:
         return Parsed(ParseStatus.BAD)
     (hcrc,) = _HCRC.unpack_from(buf, pos + _FIXED.size)

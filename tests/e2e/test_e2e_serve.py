@@ -50,7 +50,7 @@ def _wait_archived(server: ServerProcess, subject: str, count: int = 1) -> list[
 def test_smtplib_message_is_queued_and_archived_with_header(tmp_path, server_factory):
     server = server_factory(basic_config(tmp_path)).start()
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
-        code, banner = smtp.ehlo("client.test")
+        code, _ = smtp.ehlo("client.test")
         assert code == 250
         smtp.mail("alice@sender.test")
         smtp.rcpt("bob@mailmgr.test")

@@ -1,0 +1,77 @@
+"""Decisions for one ingress point's transactions: recipient policy at RCPT, acceptance at DATA.
+
+Sees only domain values (SessionFacts, Envelope, bytes), never aiosmtpd objects; turns the seams'
+answers and failures into replies. Never logs message content.
+"""
+
+from __future__ import annotations
+
+from mailmgr import logs
+from mailmgr.config.models import IngressPoint
+from mailmgr.ingress import replies
+from mailmgr.ingress.replies import Reply
+from mailmgr.ingress.seams import Acceptor, RecipientPolicy
+from mailmgr.message import Envelope, SessionFacts
+
+
+class IngressHandler:
+    """Called by the SMTP protocol with typed arguments (no hooks found by name)."""
+
+    def __init__(
+        self,
+        ingress_point: IngressPoint,
+        acceptor: Acceptor,
+        recipient_policy: RecipientPolicy,
+    ) -> None:
+        self.ingress_point = ingress_point
+        self._acceptor = acceptor
+        self._policy = recipient_policy
+
+    def recipient(self, session: SessionFacts, address: str) -> Reply:
+        """RECIPIENT_OK or POLICY_REJECTED; a failing policy gives a temporary reply."""
+        try:
+            allowed = self._policy.check(session, address)
+        except Exception as error:
+            logs.error(
+                "smtp.policy_failed",
+                ingress_point=session.ingress_point_name,
+                peer_ip=session.peer_ip,
+                error=type(error).__name__,
+                detail=str(error),
+            )
+            return replies.for_exception(error)
+        if allowed:
+            return replies.RECIPIENT_OK
+        logs.event(
+            "smtp.recipient_rejected",
+            ingress_point=session.ingress_point_name,
+            peer_ip=session.peer_ip,
+            recipient=address,
+        )
+        return replies.POLICY_REJECTED
+
+    async def deliver(self, session: SessionFacts, envelope: Envelope, content: bytes) -> Reply:
+        """Hand the message to the acceptor; 250 with its ID only once it is durable."""
+        try:
+            message_id = await self._acceptor.accept(session, envelope, content)
+        except Exception as error:
+            logs.error(
+                "smtp.accept_failed",
+                ingress_point=session.ingress_point_name,
+                peer_ip=session.peer_ip,
+                error=type(error).__name__,
+                detail=str(error),
+            )
+            return replies.for_exception(error)
+        logs.event(
+            "smtp.accepted",
+            message_id=message_id,
+            ingress_point=session.ingress_point_name,
+            ingress_point_id=session.ingress_point_id,
+            peer_ip=session.peer_ip,
+            mail_from=envelope.mail_from,
+            recipients=len(envelope.rcpt_to),
+            size=len(content),
+            tls=session.tls,
+        )
+        return replies.queued(message_id)

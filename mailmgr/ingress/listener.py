@@ -1,0 +1,153 @@
+"""Binds an ingress point's listen addresses on the running loop and stops them gracefully.
+
+Owns sockets and connection lifetimes; SMTP behaviour lives in `smtp`, decisions in `handler`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+
+from mailmgr import logs
+from mailmgr.config.models import IngressPoint, IngressPointStatus, TlsPolicy
+from mailmgr.ingress import replies
+from mailmgr.ingress.handler import IngressHandler
+from mailmgr.ingress.seams import Acceptor, RecipientPolicy
+from mailmgr.ingress.smtp import SessionSet, SmtpProtocol, SmtpSettings, effective_size_limit
+
+_BACKLOG = 512
+
+
+class _ClosedProtocol(asyncio.Protocol):
+    """A CLOSED ingress point: one 421 reply, then the connection is closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(replies.CLOSED.line())
+        transport.close()
+
+
+class IngressServer:
+    """The STARTTLS-capable listeners of one ingress point (`Listen`), on the running loop."""
+
+    def __init__(
+        self,
+        ingress_point: IngressPoint,
+        *,
+        hostname: str,
+        max_message_size: int | None,
+        acceptor: Acceptor,
+        recipient_policy: RecipientPolicy,
+        ssl_context: ssl.SSLContext | None,
+        command_timeout: float = 300.0,
+    ) -> None:
+        """`max_message_size` is the traffic policy's MaxMessageSizeBytes (None: 40 MB); the
+        smaller of it and 40 MB applies. `command_timeout`: seconds a client may stay silent.
+        Raises ValueError for TlsPolicy REQUIRED/FIPS without an SSL context.
+        """
+        self.ingress_point = ingress_point
+        self._status = ingress_point.status
+        self._settings = SmtpSettings(
+            hostname=hostname,
+            max_message_size=effective_size_limit(max_message_size),
+            require_tls=ingress_point.tls_policy in (TlsPolicy.REQUIRED, TlsPolicy.FIPS),
+            ssl_context=ssl_context,
+            timeout=command_timeout,
+        )
+        self._handler = IngressHandler(ingress_point, acceptor, recipient_policy)
+        self._sessions = SessionSet()
+        self._servers: list[asyncio.Server] = []
+
+    @property
+    def max_message_size(self) -> int:
+        return self._settings.max_message_size
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._sessions.live)
+
+    @property
+    def status(self) -> IngressPointStatus:
+        return self._status
+
+    def set_status(self, status: IngressPointStatus) -> None:
+        """CLOSED applies to new connections; sessions already open continue."""
+        self._status = status
+
+    def reload_tls(self, ssl_context: ssl.SSLContext | None) -> None:
+        """SIGHUP: new connections get the new certificate; open sessions keep the settings
+        they were created with (each protocol holds its own reference)."""
+        old = self._settings
+        self._settings = SmtpSettings(
+            hostname=old.hostname,
+            max_message_size=old.max_message_size,
+            require_tls=old.require_tls,
+            ssl_context=ssl_context,
+            timeout=old.timeout,
+        )
+
+    def _protocol(self) -> asyncio.Protocol:
+        if self._status is IngressPointStatus.CLOSED:
+            return _ClosedProtocol()
+        return SmtpProtocol(self._settings, self._handler, self._sessions)
+
+    async def start(self) -> None:
+        """Bind every Listen address (port 0 picks a free port); all or nothing."""
+        loop = asyncio.get_running_loop()
+        try:
+            for address in self.ingress_point.listen:
+                server = await loop.create_server(
+                    self._protocol,
+                    host=address.host or None,
+                    port=address.port,
+                    backlog=_BACKLOG,
+                    reuse_address=True,
+                )
+                self._servers.append(server)
+        except BaseException:
+            await self._close_servers()
+            raise
+        logs.event(
+            "ingress.listening",
+            ingress_point=self.ingress_point.name,
+            ingress_point_id=self.ingress_point.id,
+            addresses=[f"{host}:{port}" for host, port in self.addresses()],
+            tls_policy=self.ingress_point.tls_policy.value,
+            max_message_size=self.max_message_size,
+        )
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [sock for server in self._servers for sock in server.sockets]
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) pairs, with the real port when Listen said 0."""
+        return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in self.sockets]
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; idle sessions get 421 at once, busy ones may finish their
+        transaction within `grace` seconds; whatever is left is then closed."""
+        await self._close_servers()
+        for session in list(self._sessions.live):
+            session.begin_shutdown()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._sessions.wait_empty(), timeout=grace)
+        left = list(self._sessions.live)
+        for session in left:
+            session.abort()
+        if left:
+            logs.warning(
+                "ingress.sessions_aborted", ingress_point=self.ingress_point.name, count=len(left)
+            )
+            # Let connection_lost run so nothing outlives stop().
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sessions.wait_empty(), timeout=1.0)
+
+    async def _close_servers(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()

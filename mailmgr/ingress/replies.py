@@ -1,0 +1,130 @@
+"""Every SMTP reply mailmgr sends: codes (RFC 5321), enhanced codes (RFC 3463) and texts.
+
+The only module with reply codes or texts. Replies never carry exception text, paths or config;
+`for_exception` is the one place where errors become replies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One SMTP reply. `enhanced` is "" where RFC 2034 leaves it out (greeting, EHLO/HELO)."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    @property
+    def positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def closes(self) -> bool:
+        """421 means the server closes the connection after sending it (RFC 5321 §3.8)."""
+        return self.code == 421
+
+    def line(self) -> bytes:
+        if self.enhanced:
+            return f"{self.code} {self.enhanced} {self.text}\r\n".encode()
+        return f"{self.code} {self.text}\r\n".encode()
+
+
+# ---------------------------------------------------------------- session
+
+CLOSED = Reply(421, "4.3.2", "Service not available")
+SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing connection")
+TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
+BYE = Reply(221, "2.0.0", "Bye")
+OK = Reply(250, "2.0.0", "Ok")
+HELP = Reply(214, "2.0.0", "Supported commands: DATA EHLO HELO MAIL NOOP QUIT RCPT RSET VRFY")
+VRFY = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+EXPN = Reply(502, "5.5.1", "EXPN not implemented")
+AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Authentication not enabled")
+
+# ---------------------------------------------------------------- TLS
+
+READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available")
+TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+
+# ---------------------------------------------------------------- transaction
+
+SENDER_OK = Reply(250, "2.1.0", "Ok")
+RECIPIENT_OK = Reply(250, "2.1.5", "Ok")
+START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+POLICY_REJECTED = Reply(550, "5.7.1", "Recipient rejected by policy")
+NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
+TEMPORARY_FAILURE = Reply(451, "4.3.0", "Temporary local problem, try again later")
+
+# ---------------------------------------------------------------- syntax and sequence
+
+BAD_SYNTAX = Reply(500, "5.5.2", "Syntax error")
+LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+UNKNOWN_COMMAND = Reply(500, "5.5.1", "Command not recognized")
+NOT_ASCII = Reply(500, "5.5.2", "Command must be ASCII")
+NOT_UTF8 = Reply(501, "5.5.2", "Arguments must be UTF-8")
+HELO_SYNTAX = Reply(501, "5.5.4", "Syntax: HELO hostname")
+EHLO_SYNTAX = Reply(501, "5.5.4", "Syntax: EHLO hostname")
+MAIL_SYNTAX = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [SP <mail-parameters>]")
+RCPT_SYNTAX = Reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
+NO_ARGUMENTS = Reply(501, "5.5.4", "Syntax error: this command takes no arguments")
+VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY <address>")
+BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
+BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")
+BAD_BODY = Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+BAD_SMTPUTF8 = Reply(501, "5.5.4", "SMTPUTF8 takes no value")
+BAD_SIZE = Reply(501, "5.5.4", "SIZE must be a number")
+UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Parameter not recognized or not implemented")
+NEED_HELO = Reply(503, "5.5.1", "Send HELO or EHLO first")
+NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
+NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command")
+NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command")
+
+
+def banner(hostname: str) -> Reply:
+    """The greeting: the hostname and `ESMTP`, never the software name or version."""
+    return Reply(220, "", f"{hostname} ESMTP")
+
+
+def helo(hostname: str) -> Reply:
+    return Reply(250, "", hostname)
+
+
+def ehlo(hostname: str, keywords: tuple[str, ...]) -> bytes:
+    """The multi-line EHLO reply: our hostname, then one keyword per line."""
+    lines = [hostname, *keywords]
+    last = len(lines) - 1
+    return b"".join(
+        f"250{' ' if i == last else '-'}{text}\r\n".encode() for i, text in enumerate(lines)
+    )
+
+
+def queued(message_id: str) -> Reply:
+    return Reply(250, "2.0.0", f"Ok: queued as {message_id}")
+
+
+def for_exception(error: BaseException) -> Reply:
+    """The reply for an error while handling a command: generic and temporary, whatever it is.
+
+    A SpoolError means the message is not safe yet, so the client must retry (451 4.3.0, RFC
+    3463 "other or undefined mail system status"); anything unexpected gets the same reply for
+    the same reason. The error itself is for the logs only.
+    """
+    del error  # deliberately unused: nothing of it may reach the client
+    return TEMPORARY_FAILURE
+
+
+def for_library_reply(status: str | bytes) -> Reply:
+    """aiosmtpd's own STARTTLS code pushes a literal `220 Ready to start TLS`; every other
+    literal of the library is unreachable from our subclass."""
+    code = status[:3]
+    if code in ("220", b"220"):
+        return READY_TLS
+    return TEMPORARY_FAILURE

@@ -1,0 +1,29 @@
+"""The two seams the app injects into an ingress point: where accepted messages go and who
+decides on recipients. Implementations live outside `ingress/`; nothing here does I/O."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mailmgr.message import Envelope, SessionFacts
+
+
+class Acceptor(Protocol):
+    """Makes a received message durable before the client hears 250."""
+
+    async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes) -> str:
+        """Return the message ID once the message is durably committed.
+
+        Raises SpoolError when it cannot (the client gets 451 and retries). The acceptor
+        shields its commit from cancellation: a client that disconnects while this runs must
+        not leave a half-written record.
+        """
+        ...
+
+
+class RecipientPolicy(Protocol):
+    """The traffic policy's per-recipient decision at RCPT time (semantics.md §3)."""
+
+    def check(self, session: SessionFacts, recipient: str) -> bool:
+        """True accepts the recipient; False rejects it with 550 5.7.1. Must not block."""
+        ...

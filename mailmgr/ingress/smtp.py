@@ -1,0 +1,523 @@
+"""The one aiosmtpd subclass: command parsing, SMTP state and limits of one connection.
+
+Decisions (recipient policy, acceptance) belong to the handler, DATA framing to `data`, reply
+texts to `replies`; aiosmtpd's private STARTTLS machinery is reused here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from aiosmtpd.smtp import SMTP, TLSSetupException
+
+from mailmgr import logs
+from mailmgr.ingress import replies
+from mailmgr.ingress.data import read_message
+from mailmgr.ingress.handler import IngressHandler
+from mailmgr.ingress.replies import Reply
+from mailmgr.message import Envelope, SessionFacts
+
+AWS_MAX_MESSAGE_SIZE = 41_943_040  # 40 MB, Mail Manager's per-message limit
+MAX_RECIPIENTS = 100  # Mail Manager's per-message limit
+COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4
+# SIZE= (RFC 1870) adds 26 octets, SMTPUTF8 (RFC 6531) 10, BODY=8BITMIME (RFC 6152) 14.
+MAIL_COMMAND_LIMIT = COMMAND_LIMIT + 26 + 10 + 14
+BOGUS_LIMIT = 5
+ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})  # RFC 3207 §4
+# The StreamReader limit: the DATA chunk size (command lines are limited to COMMAND_LIMIT).
+_READ_CHUNK = 65536
+_NO_HOOKS: dict[str, Any] = {}
+
+
+def effective_size_limit(policy_max: int | None) -> int:
+    """The traffic policy's MaxMessageSizeBytes or 40 MB, whichever is smaller."""
+    if policy_max is None or policy_max <= 0:
+        return AWS_MAX_MESSAGE_SIZE
+    return min(policy_max, AWS_MAX_MESSAGE_SIZE)
+
+
+class SmtpSettings:
+    """Per-ingress-point constants shared by every connection (built once per listener)."""
+
+    __slots__ = (
+        "ehlo_plain",
+        "ehlo_tls",
+        "hostname",
+        "max_message_size",
+        "require_tls",
+        "ssl_context",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        max_message_size: int,
+        require_tls: bool,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float = 300.0,
+    ) -> None:
+        """`timeout`: seconds a client may stay silent (RFC 5321 §4.5.3.2 suggests 5 min)."""
+        if require_tls and ssl_context is None:
+            raise ValueError("a TLS policy that requires STARTTLS needs a server certificate")
+        self.hostname = hostname
+        self.max_message_size = max_message_size
+        self.require_tls = require_tls
+        self.ssl_context = ssl_context
+        self.timeout = timeout
+        common = (
+            f"SIZE {max_message_size}",
+            "8BITMIME",
+            "SMTPUTF8",
+            "PIPELINING",
+            "ENHANCEDSTATUSCODES",
+        )
+        self.ehlo_tls = replies.ehlo(hostname, common)
+        self.ehlo_plain = (
+            replies.ehlo(hostname, (*common, "STARTTLS")) if ssl_context else self.ehlo_tls
+        )
+
+
+class SessionSet:
+    """The live connections of one listener, so shutdown can reach them."""
+
+    def __init__(self) -> None:
+        self.live: set[SmtpProtocol] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def add(self, session: SmtpProtocol) -> None:
+        self.live.add(session)
+        self._empty.clear()
+
+    def discard(self, session: SmtpProtocol) -> None:
+        self.live.discard(session)
+        if not self.live:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
+
+
+class _Transaction:
+    __slots__ = ("body_8bit", "facts", "mail_from", "rcpt_attempted", "recipients", "smtputf8")
+
+    def __init__(self, mail_from: str, facts: SessionFacts, smtputf8: bool, body_8bit: bool):
+        self.mail_from = mail_from
+        self.facts = facts
+        self.smtputf8 = smtputf8
+        self.body_8bit = body_8bit
+        self.recipients: list[str] = []
+        self.rcpt_attempted = False
+
+
+def _peer_ip(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _parse_params(text: str) -> dict[str, str | None] | None:
+    """ESMTP parameters (RFC 5321 §4.1.2 esmtp-param); None when one is malformed."""
+    params: dict[str, str | None] = {}
+    for token in text.split():
+        key, eq, value = token.partition("=")
+        if not (key.isascii() and key.isalnum()) or (eq and not value):
+            return None
+        params[key.upper()] = value if eq else None
+    return params
+
+
+Command = Callable[["SmtpProtocol", str | None], Awaitable[None]]
+
+
+class SmtpProtocol(SMTP):
+    """One SMTP connection of an ingress point."""
+
+    _COMMANDS: ClassVar[dict[str, Command]] = {}
+
+    def __init__(self, settings: SmtpSettings, handler: IngressHandler, sessions: SessionSet):
+        # SMTP.__init__ is skipped on purpose: per connection it reflects over every attribute
+        # to build hook and command tables we do not use (~95 µs and ~3 KiB per connection).
+        # These are the attributes the aiosmtpd methods we keep (connection_made/lost,
+        # eof_received, timeouts, smtp_STARTTLS, _getaddr) rely on in aiosmtpd 1.4.x.
+        self.loop = asyncio.get_running_loop()
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(limit=_READ_CHUNK, loop=self.loop),
+            client_connected_cb=self._cb_client_connected,
+            loop=self.loop,
+        )
+        self.event_handler = handler
+        self.hostname = settings.hostname
+        self.tls_context = settings.ssl_context
+        self.enable_SMTPUTF8 = True
+        self._timeout_duration = settings.timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self._handle_hooks = _NO_HOOKS
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._settings = settings
+        self._handler = handler
+        self._sessions = sessions
+        self._tx: _Transaction | None = None
+        self._peer = ("", 0)
+        self._idle = False
+        self._stopping = False
+        self._done = False
+
+    # ------------------------------------------------------------ connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self._peer = (_peer_ip(str(peer[0])), int(peer[1]))
+            self._sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
+        super().connection_lost(error)
+
+    def _set_rset_state(self) -> None:
+        self._tx = None
+
+    def _set_post_data_state(self) -> None:
+        self._tx = None
+
+    def begin_shutdown(self) -> None:
+        """Close now when idle between transactions; otherwise after the current one."""
+        self._stopping = True
+        if self._idle and self._tx is None and self.transport is not None:
+            self._writer.write(replies.SHUTTING_DOWN.line())
+            self.transport.close()
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None:
+            self._writer.write(replies.TIMEOUT.line())
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _send(self, reply: Reply) -> None:
+        self._writer.write(reply.line())
+        await self._writer.drain()
+
+    async def push(self, status: Any) -> None:
+        # Only aiosmtpd's smtp_STARTTLS still calls push(); keep its reply text out of our wire.
+        await self._send(replies.for_library_reply(status))
+
+    # ------------------------------------------------------------ command loop
+
+    async def _handle_client(self) -> None:
+        try:
+            await self._send(replies.banner(self._settings.hostname))
+            bogus = BOGUS_LIMIT
+            while self.transport is not None and not self._done:
+                if self._stopping and self._tx is None:
+                    await self._send(replies.SHUTTING_DOWN)
+                    break
+                self._idle = True
+                try:
+                    line: bytes = await self._reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError as overrun:
+                    await self._discard_line(overrun.consumed)
+                    await self._send(replies.LINE_TOO_LONG)
+                    continue
+                finally:
+                    self._idle = False
+                reply = await self._command(line)
+                if reply is replies.UNKNOWN_COMMAND:
+                    bogus -= 1
+                    if bogus < 1:
+                        reply = replies.TOO_MANY_ERRORS
+                if reply is not None:
+                    await self._send(reply)
+                    if reply.closes:
+                        break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except TLSSetupException:
+            # The TLS layer never reported the connection to us, so it will not report its
+            # loss either: finish the connection here, as aiosmtpd does.
+            if self.transport is not None:
+                self.transport.close()
+            self.connection_lost(None)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _discard_line(self, consumed: int) -> None:
+        await self._reader.read(consumed)
+        while True:
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as overrun:
+                await self._reader.read(overrun.consumed)
+
+    async def _command(self, line: bytes) -> Reply | None:
+        """Run one command line; returns the reply still to send (None: already sent)."""
+        line = line.rstrip(b"\r\n")
+        if not line:
+            return replies.BAD_SYNTAX
+        verb_bytes, _, arg_bytes = line.partition(b" ")
+        if not verb_bytes.isascii():
+            return replies.NOT_ASCII
+        verb = verb_bytes.decode("ascii").upper()
+        extended = self.session is not None and self.session.extended_smtp
+        limit = MAIL_COMMAND_LIMIT if extended and verb in ("MAIL", "RCPT") else COMMAND_LIMIT
+        if len(line) > limit:
+            return replies.LINE_TOO_LONG
+        # Arguments may be UTF-8 (RFC 6531); anything else could not be stored or relayed.
+        try:
+            arg = arg_bytes.strip().decode("utf-8") or None
+        except UnicodeDecodeError:
+            return replies.NOT_UTF8
+        if (
+            self._settings.require_tls
+            and self._tls_protocol is None
+            and verb not in ALLOWED_BEFORE_STARTTLS
+        ):
+            return replies.STARTTLS_FIRST
+        method = self._COMMANDS.get(verb)
+        if method is None:
+            return replies.UNKNOWN_COMMAND
+        self._reset_timeout()
+        try:
+            await method(self, arg)
+        except (ConnectionError, asyncio.IncompleteReadError, TLSSetupException):
+            raise
+        except Exception as error:
+            logs.error(
+                "smtp.command_failed",
+                command=verb,
+                peer_ip=self._peer[0],
+                error=type(error).__name__,
+                detail=str(error),
+            )
+            self._tx = None
+            return replies.for_exception(error)
+        return None
+
+    # ------------------------------------------------------------ session commands
+
+    async def smtp_HELO(self, arg: str | None) -> None:
+        if not arg:
+            return await self._send(replies.HELO_SYNTAX)
+        assert self.session is not None
+        self._tx = None
+        self.session.host_name = arg
+        self.session.extended_smtp = False
+        await self._send(replies.helo(self._settings.hostname))
+
+    async def smtp_EHLO(self, arg: str | None) -> None:
+        if not arg:
+            return await self._send(replies.EHLO_SYNTAX)
+        assert self.session is not None
+        self._tx = None
+        self.session.host_name = arg
+        self.session.extended_smtp = True
+        tls_active = self._tls_protocol is not None
+        self._writer.write(self._settings.ehlo_tls if tls_active else self._settings.ehlo_plain)
+        await self._writer.drain()
+
+    async def smtp_NOOP(self, arg: str | None) -> None:
+        await self._send(replies.OK)
+
+    async def smtp_RSET(self, arg: str | None) -> None:
+        if arg:
+            return await self._send(replies.NO_ARGUMENTS)
+        self._tx = None
+        await self._send(replies.OK)
+
+    async def smtp_QUIT(self, arg: str | None) -> None:
+        if arg:
+            return await self._send(replies.NO_ARGUMENTS)
+        await self._send(replies.BYE)
+        self._done = True
+
+    async def smtp_HELP(self, arg: str | None) -> None:
+        await self._send(replies.HELP)
+
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        await self._send(replies.VRFY if arg else replies.VRFY_SYNTAX)
+
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        await self._send(replies.EXPN)
+
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        await self._send(replies.AUTH_NOT_ENABLED)
+
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        if arg:
+            return await self._send(replies.NO_ARGUMENTS)
+        if self._tls_protocol is not None:
+            return await self._send(replies.TLS_ALREADY_ACTIVE)
+        if self.tls_context is None:
+            return await self._send(replies.TLS_NOT_AVAILABLE)
+        # aiosmtpd swaps the transport and, once the handshake is done, connection_made()
+        # empties the read buffer: commands pipelined in plaintext after STARTTLS are dropped
+        # (RFC 3207 §4.2) before this coroutine resumes.
+        await super().smtp_STARTTLS(None)
+
+    # ------------------------------------------------------------ transaction commands
+
+    def _address(self, arg: str | None, keyword: str) -> tuple[str, str] | None:
+        """(address, parameters) from `FROM:<addr> params`; None on a syntax error."""
+        if arg is None or arg[: len(keyword)].upper() != keyword:
+            return None
+        rest = arg[len(keyword) :].strip()
+        if not rest:
+            return None
+        try:
+            address, params = self._getaddr(rest)
+        except Exception:  # the stdlib header parser has more failure modes than it documents
+            return None
+        if address is None or not address:
+            return None
+        return address, params or ""
+
+    def _facts(self) -> SessionFacts:
+        assert self.session is not None
+        ssl_object = None
+        if self._tls_protocol is not None and self.transport is not None:
+            ssl_object = self.transport.get_extra_info("ssl_object")
+        cipher = ssl_object.cipher() if ssl_object is not None else None
+        point = self._handler.ingress_point
+        return SessionFacts(
+            ingress_point_id=point.id,
+            ingress_point_name=point.name,
+            peer_ip=self._peer[0],
+            peer_port=self._peer[1],
+            helo=self.session.host_name or "",
+            tls=ssl_object is not None,
+            tls_wrapped=False,
+            tls_protocol=ssl_object.version() if ssl_object is not None else None,
+            tls_cipher=cipher[0] if cipher else None,
+        )
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        assert self.session is not None
+        if not self.session.host_name:
+            return await self._send(replies.NEED_HELO)
+        if self._tx is not None:
+            return await self._send(replies.NESTED_MAIL)
+        if arg is None or arg[:5].upper() != "FROM:":
+            return await self._send(replies.MAIL_SYNTAX)
+        parsed = self._address(arg, "FROM:")
+        if parsed is None:
+            return await self._send(replies.BAD_SENDER)
+        address, param_text = parsed
+        params = _parse_params(param_text)
+        if params is None or (params and not self.session.extended_smtp):
+            return await self._send(replies.MAIL_SYNTAX)
+        body = params.pop("BODY", "7BIT")
+        if body is None or body.upper() not in ("7BIT", "8BITMIME"):
+            return await self._send(replies.BAD_BODY)
+        smtputf8 = "SMTPUTF8" in params
+        if params.pop("SMTPUTF8", None) is not None:
+            return await self._send(replies.BAD_SMTPUTF8)
+        if "SIZE" in params:
+            size = params.pop("SIZE")
+            if size is None or not (size.isascii() and size.isdigit()):
+                return await self._send(replies.BAD_SIZE)
+            if int(size) > self._settings.max_message_size:
+                return await self._send(replies.TOO_BIG)
+        if params:
+            return await self._send(replies.UNKNOWN_PARAMETER)
+        self._tx = _Transaction(
+            mail_from="" if address == "<>" else address,
+            facts=self._facts(),
+            smtputf8=smtputf8,
+            body_8bit=body.upper() == "8BITMIME",
+        )
+        await self._send(replies.SENDER_OK)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        assert self.session is not None
+        if not self.session.host_name:
+            return await self._send(replies.NEED_HELO)
+        tx = self._tx
+        if tx is None:
+            return await self._send(replies.NEED_MAIL)
+        if arg is None or arg[:3].upper() != "TO:":
+            return await self._send(replies.RCPT_SYNTAX)
+        parsed = self._address(arg, "TO:")
+        if parsed is None or parsed[0] == "<>":
+            return await self._send(replies.BAD_RECIPIENT)
+        address, param_text = parsed
+        params = _parse_params(param_text)
+        if params is None or (params and not self.session.extended_smtp):
+            return await self._send(replies.RCPT_SYNTAX)
+        if params:
+            return await self._send(replies.UNKNOWN_PARAMETER)
+        if len(tx.recipients) >= MAX_RECIPIENTS:
+            return await self._send(replies.TOO_MANY_RECIPIENTS)
+        tx.rcpt_attempted = True
+        reply = self._handler.recipient(tx.facts, address)
+        if reply.positive:
+            tx.recipients.append(address)
+        await self._send(reply)
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        assert self.session is not None
+        if not self.session.host_name:
+            return await self._send(replies.NEED_HELO)
+        if arg:
+            return await self._send(replies.NO_ARGUMENTS)
+        tx = self._tx
+        if tx is None:
+            return await self._send(replies.NEED_MAIL)
+        if not tx.recipients:
+            return await self._send(
+                replies.NO_VALID_RECIPIENTS if tx.rcpt_attempted else replies.NEED_RCPT
+            )
+        await self._send(replies.START_DATA)
+        content = await read_message(
+            self._reader, self._settings.max_message_size, self._reset_timeout
+        )
+        self._tx = None
+        if content is None:
+            return await self._send(replies.TOO_BIG)
+        envelope = Envelope(
+            mail_from=tx.mail_from,
+            rcpt_to=tuple(tx.recipients),
+            smtputf8=tx.smtputf8,
+            body_8bit=tx.body_8bit,
+        )
+        await self._send(await self._handler.deliver(tx.facts, envelope, content))
+
+
+SmtpProtocol._COMMANDS = {
+    "HELO": SmtpProtocol.smtp_HELO,
+    "EHLO": SmtpProtocol.smtp_EHLO,
+    "NOOP": SmtpProtocol.smtp_NOOP,
+    "RSET": SmtpProtocol.smtp_RSET,
+    "QUIT": SmtpProtocol.smtp_QUIT,
+    "HELP": SmtpProtocol.smtp_HELP,
+    "VRFY": SmtpProtocol.smtp_VRFY,
+    "EXPN": SmtpProtocol.smtp_EXPN,
+    "AUTH": SmtpProtocol.smtp_AUTH,
+    "STARTTLS": SmtpProtocol.smtp_STARTTLS,
+    "MAIL": SmtpProtocol.smtp_MAIL,
+    "RCPT": SmtpProtocol.smtp_RCPT,
+    "DATA": SmtpProtocol.smtp_DATA,
+}

@@ -1,0 +1,252 @@
+"""Runs spooled messages through a processor: a bounded queue, `concurrency` worker tasks, a timer
+heap for retries and a rescan that finds ids the queue had no room for. Owns scheduling only;
+must not write records itself except through the store (checkpoint, finish).
+
+Every pending id is in exactly one of: queued, in flight, scheduled, or (after an overflow) only
+in the store until the rescan picks it up. That is what keeps a message from being processed by
+two workers at once, and from being lost when the queue is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+from mailmgr import logs
+from mailmgr.errors import SpoolError
+from mailmgr.message import ProcessingState
+from mailmgr.spool.store import SpoolEntry, SpoolStore
+
+Checkpoint = Callable[[ProcessingState], Awaitable[None]]
+_MAX_TICK = 0.5  # the timer re-reads the clock at least this often (injected clocks jump)
+_MAX_BACKOFF = 300.0
+
+
+class Processor(Protocol):
+    async def __call__(self, entry: SpoolEntry, checkpoint: Checkpoint) -> ProcessingState:
+        """Process from `entry.state`; return the final state. done=True → finished; otherwise
+        the message is checkpointed and retried at `state.next_attempt_at` (epoch seconds)."""
+        ...
+
+
+class SpoolWorker:
+    def __init__(
+        self,
+        store: SpoolStore,
+        processor: Processor,
+        *,
+        concurrency: int = 8,
+        queue_size: int = 10000,
+        clock: Callable[[], float] = time.time,
+        rescan_interval: float = 30.0,
+        crash_backoff: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._processor = processor
+        self._concurrency = max(1, concurrency)
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, queue_size))
+        self._clock = clock
+        self._rescan_interval = rescan_interval
+        self._crash_backoff = crash_backoff
+        self._queued: set[str] = set()
+        self._inflight: set[str] = set()
+        self._scheduled: dict[str, float] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._counter = itertools.count()
+        self._crashes: dict[str, int] = {}  # consecutive processor crashes per in-spool id
+        self._timer_wake = asyncio.Event()
+        self._rescan_wake = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
+        self._helpers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, message_ids: Iterable[str]) -> None:
+        """Schedule recovered ids (each at its stored next_attempt_at) and start working."""
+        for mid in message_ids:
+            self._admit(mid)
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._work(), name=f"spool-worker-{i}")
+            for i in range(self._concurrency)
+        ]
+        self._helpers = [
+            loop.create_task(self._timer(), name="spool-timer"),
+            loop.create_task(self._rescan(), name="spool-rescan"),
+        ]
+
+    def submit(self, message_id: str) -> None:
+        """Queue a freshly committed id. Never blocks: if the queue is full the id stays in the
+        store only, and the rescan picks it up when there is room."""
+        if self._stopping or self._known(message_id):
+            return
+        self._enqueue(message_id)
+
+    async def stop(self, grace: float) -> None:
+        """Take no new work; give in-flight messages `grace` seconds, then cancel them. What is
+        unfinished stays in the spool for the next start."""
+        self._stopping = True
+        for task in self._helpers:
+            task.cancel()
+        for task in self._workers:
+            if task not in self._busy:
+                task.cancel()
+        busy = [t for t in self._workers if t in self._busy]
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=max(0.0, grace))
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*self._workers, *self._helpers, return_exceptions=True)
+
+    async def wait_idle(self, timeout: float, soon: float = 1.0) -> bool:  # noqa: ASYNC109
+        """Test helper: True once nothing is queued, in flight or scheduled within `soon` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            due = min(self._scheduled.values(), default=None)
+            idle = not (self._queued or self._inflight or self._rescan_wake.is_set())
+            if idle and (due is None or due > self._clock() + soon):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _known(self, mid: str) -> bool:
+        return mid in self._queued or mid in self._inflight or mid in self._scheduled
+
+    def _enqueue(self, mid: str) -> bool:
+        try:
+            self._queue.put_nowait(mid)
+        except asyncio.QueueFull:
+            self._rescan_wake.set()
+            return False
+        self._queued.add(mid)
+        return True
+
+    def _schedule(self, mid: str, when: float) -> None:
+        self._scheduled[mid] = when
+        heapq.heappush(self._heap, (when, next(self._counter), mid))
+        self._timer_wake.set()
+
+    def _admit(self, mid: str) -> bool:
+        """Place a pending id that is not known yet; False if the queue was full."""
+        if self._known(mid):
+            return True
+        try:
+            when = self._store.peek_state(mid).next_attempt_at
+        except KeyError:
+            return True  # finished meanwhile
+        if when > self._clock():
+            self._schedule(mid, when)
+            return True
+        return self._enqueue(mid)
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    async def _timer(self) -> None:
+        while True:
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now:
+                when, _, mid = heapq.heappop(self._heap)
+                if self._scheduled.get(mid) != when:
+                    continue  # superseded entry
+                del self._scheduled[mid]
+                self._enqueue(mid)  # if full, the rescan finds it in the store
+            delay = self._heap[0][0] - now if self._heap else _MAX_TICK
+            self._timer_wake.clear()
+            try:
+                await asyncio.wait_for(self._timer_wake.wait(), min(max(delay, 0.0), _MAX_TICK))
+            except TimeoutError:
+                pass
+
+    async def _rescan(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._rescan_wake.wait(), self._rescan_interval)
+            except TimeoutError:
+                pass
+            if self._queue.full():
+                await asyncio.sleep(0.05)  # keep the wake flag: retry once there is room
+                continue
+            self._rescan_wake.clear()
+            for mid in self._store.pending_ids():
+                if not self._admit(mid):
+                    break  # full again; _enqueue set the flag for another pass
+
+    async def _work(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._stopping:
+            mid = await self._queue.get()
+            self._queued.discard(mid)
+            if mid in self._inflight:
+                continue
+            self._inflight.add(mid)
+            self._busy.add(me)
+            try:
+                await self._process(mid)
+            finally:
+                self._inflight.discard(mid)
+                self._busy.discard(me)
+
+    async def _process(self, mid: str) -> None:
+        store = self._store
+        try:
+            entry = await store.load(mid)
+        except KeyError:
+            self._crashes.pop(mid, None)
+            return  # finished meanwhile
+        except SpoolError as exc:
+            logs.error("spool.load_failed", message_id=mid, error=str(exc))
+            self._retry_after_crash(mid)
+            return
+        if entry.state.done:
+            await self._finish(mid)
+            return
+
+        async def checkpoint(state: ProcessingState) -> None:
+            await store.checkpoint(mid, state)
+
+        try:
+            final = await self._processor(entry, checkpoint)
+            if final.done:
+                await store.finish(mid)
+            else:
+                await store.checkpoint(mid, final)
+                self._schedule(mid, final.next_attempt_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logs.error(
+                "spool.processing_crashed",
+                message_id=mid,
+                error=repr(exc),
+                traceback=traceback.format_exc(limit=8),
+            )
+            self._retry_after_crash(mid)
+            return
+        self._crashes.pop(mid, None)
+
+    async def _finish(self, mid: str) -> None:
+        try:
+            await self._store.finish(mid)
+        except SpoolError as exc:
+            logs.error("spool.finish_failed", message_id=mid, error=str(exc))
+            self._retry_after_crash(mid)
+
+    def _retry_after_crash(self, mid: str) -> None:
+        if not self._store.is_pending(mid):
+            self._crashes.pop(mid, None)
+            return
+        n = self._crashes.get(mid, 0) + 1
+        self._crashes[mid] = n
+        delay = min(self._crash_backoff * (2 ** (n - 1)), _MAX_BACKOFF)
+        self._schedule(mid, self._clock() + delay)
