@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from mailmgr import certs, logs
 from mailmgr.actions.base import Resources
 from mailmgr.archive import LocalArchive, local_archives, run_retention
+from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config.models import (
     AcceptAction,
     Config,
@@ -78,6 +79,7 @@ class App:
     _worker: SpoolWorker | None = None
     _archives: dict[str, LocalArchive] = field(default_factory=dict)
     _retention: asyncio.Task[None] | None = None
+    _aws: AwsClients | None = None
 
     async def start(self) -> None:
         server = self.config.server
@@ -88,7 +90,15 @@ class App:
         self._archives = local_archives(self.config)
         for archive in self._archives.values():
             await archive.open()
-        resources = Resources(config=self.config, archives=dict(self._archives))
+        # Clients open lazily on first use, so a config without AWS actions never needs
+        # credentials or a network.
+        self._aws = AwsClients(AwsSettings.from_server(server))
+        resources = Resources(
+            config=self.config,
+            archives=dict(self._archives),
+            aws=self._aws,
+            secrets=SecretStore(self._aws),
+        )
         pipeline = Pipeline(self.config, compile_rule_sets(self.config, resources))
         self._worker = SpoolWorker(self._store, pipeline, concurrency=server.workers)
         await self._worker.start(recovered)
@@ -130,6 +140,8 @@ class App:
             await self._worker.stop(grace)
         for archive in self._archives.values():
             await archive.close()
+        if self._aws:
+            await self._aws.close()
         if self._store:
             await self._store.close()
         logs.event("server.stopped")

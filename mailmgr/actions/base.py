@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from mailmgr.aws import AwsClients, SecretStore
 from mailmgr.config.models import Config
 from mailmgr.message import InboundMessage, Verdicts
 
@@ -72,3 +73,5 @@ class Resources:
 
     config: Config
     archives: Mapping[str, ArchiveSink] = field(default_factory=dict)  # by archive ID
+    aws: AwsClients | None = None  # None only in tests and explain (no AWS calls there)
+    secrets: SecretStore | None = None
