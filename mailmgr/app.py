@@ -30,9 +30,10 @@ from mailmgr.ingress.tls import server_context
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
 from mailmgr.pipeline import Pipeline, compile_rule_sets
 from mailmgr.rules.address_lists import AddressListIndex, build_indexes
-from mailmgr.rules.traffic_policy import decide
+from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
+from mailmgr.verdicts.service import VerdictsService
 
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
 RETENTION_INTERVAL = 3600.0
@@ -53,17 +54,24 @@ class SpoolAcceptor:
 
 
 class TrafficPolicyCheck:
-    """The ingress seam for RCPT: the ingress point's traffic policy decides per recipient."""
+    """The ingress seam for RCPT: the ingress point's traffic policy, compiled once, decides."""
 
-    def __init__(
-        self, config: Config, ingress: IngressPoint, indexes: Mapping[str, AddressListIndex]
-    ) -> None:
-        self._policy = config.traffic_policy(ingress.traffic_policy_id)
-        self._indexes = indexes
+    def __init__(self, policy: CompiledTrafficPolicy) -> None:
+        self.policy = policy
+
+    @staticmethod
+    def compile_all(
+        config: Config, indexes: Mapping[str, AddressListIndex]
+    ) -> dict[str, TrafficPolicyCheck]:
+        """One check per traffic policy ID, each policy compiled once however many ingress
+        points share it."""
+        return {
+            tp.id: TrafficPolicyCheck(CompiledTrafficPolicy.compile(tp, indexes))
+            for tp in config.traffic_policies
+        }
 
     def check(self, session: SessionFacts, recipient: str) -> bool:
-        decision = decide(self._policy, session, recipient, self._indexes)
-        return decision.decision is AcceptAction.ALLOW
+        return self.policy.check(session, recipient).decision is AcceptAction.ALLOW
 
 
 def _max_size(config: Config, ingress: IngressPoint) -> int:
@@ -79,6 +87,7 @@ class App:
     _worker: SpoolWorker | None = None
     _archives: dict[str, LocalArchive] = field(default_factory=dict)
     _retention: asyncio.Task[None] | None = None
+    _verdicts: VerdictsService | None = None
     _aws: AwsClients | None = None
 
     async def start(self) -> None:
@@ -99,7 +108,10 @@ class App:
             aws=self._aws,
             secrets=SecretStore(self._aws),
         )
-        pipeline = Pipeline(self.config, compile_rule_sets(self.config, resources))
+        self._verdicts = VerdictsService.from_config(self.config)
+        pipeline = Pipeline(
+            self.config, compile_rule_sets(self.config, resources), verdicts=self._verdicts
+        )
         self._worker = SpoolWorker(self._store, pipeline, concurrency=server.workers)
         await self._worker.start(recovered)
         self._retention = asyncio.create_task(
@@ -107,13 +119,14 @@ class App:
         )
         acceptor = SpoolAcceptor(self._store, self._worker)
         indexes = build_indexes(self.config.address_lists)
+        policy_checks = TrafficPolicyCheck.compile_all(self.config, indexes)
         for ingress in self.config.ingress_points:
             srv = IngressServer(
                 ingress,
                 hostname=server.hostname,
                 max_message_size=_max_size(self.config, ingress),
                 acceptor=acceptor,
-                recipient_policy=TrafficPolicyCheck(self.config, ingress, indexes),
+                recipient_policy=policy_checks[ingress.traffic_policy_id],
                 ssl_context=self._ssl_context(ingress),
             )
             await srv.start()
@@ -138,6 +151,8 @@ class App:
                 await self._retention
         if self._worker:
             await self._worker.stop(grace)
+        if self._verdicts:
+            self._verdicts.close()
         for archive in self._archives.values():
             await archive.close()
         if self._aws:

@@ -73,7 +73,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from mailmgr.certinfo import certificate_from_pem
-    from mailmgr.explain import ExplainOptions, explain, render_text
+    from mailmgr.explain import ExplainOptions, configured_verdicts, explain, render_text
 
     config = _load(args.config)
     content = Path(args.eml).read_bytes()
@@ -92,7 +92,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         dmarc_policy=args.dmarc_policy,
     )
     try:
-        result = asyncio.run(explain(config, content, options))
+        live = configured_verdicts(config)
+        result = asyncio.run(explain(config, content, options, live_verdicts=live))
     except ValueError as exc:  # unknown ingress point, bad verdict value
         print(f"mailmgr explain: {exc}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ from mailmgr.message import (
 from mailmgr.rules.address_lists import build_indexes
 from mailmgr.rules.engine import CompiledRuleSet, RuleEvaluation
 from mailmgr.rules.facts import MessageFacts
-from mailmgr.rules.traffic_policy import decide
+from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 
 # Pure actions: they only change the state the executor carries, so explain runs them for real.
 STATE_ACTIONS = ("Drop", "AddHeader", "ReplaceRecipient")
@@ -56,8 +56,22 @@ class ExplainOptions:
 
 
 async def no_live_verdicts(message: InboundMessage) -> Verdicts:
-    """Seam for live SPF/DKIM/DMARC computation (a later issue); until then, the defaults."""
+    """A provider that computes nothing: every verdict PROCESSING_FAILED (tests, offline use)."""
     return Verdicts()
+
+
+def configured_verdicts(config: Config) -> VerdictsProvider:
+    """Live SPF/DKIM/DMARC with the configured resolver (Server.Dns), bounded like the worker."""
+    from mailmgr.verdicts.service import VerdictsService
+
+    async def compute(message: InboundMessage) -> Verdicts:
+        service = VerdictsService.from_config(config)
+        try:
+            return await service.verdicts(message)
+        finally:
+            service.close()
+
+    return compute
 
 
 def given_verdicts(options: ExplainOptions) -> Verdicts | None:
@@ -191,11 +205,12 @@ async def explain(
         rcpts = tuple(dict.fromkeys((*headers.to, *headers.cc)))
 
     indexes = build_indexes(config.address_lists)
-    policy = config.traffic_policy(point.traffic_policy_id)
+    policy = CompiledTrafficPolicy.compile(config.traffic_policy(point.traffic_policy_id), indexes)
     report = _Report(config, point.rule_set_id)
     accepted: list[str] = []
     for rcpt in dict.fromkeys(rcpts):
-        decision = decide(policy, session, rcpt, indexes)
+        # the deciding statement is 1-based as in the config; null: the DefaultAction decided
+        decision = policy.decide(session, rcpt)
         report.entry(rcpt, {"decision": decision.decision.value, "statement": decision.statement})
         if decision.decision is AcceptAction.ALLOW:
             accepted.append(rcpt)

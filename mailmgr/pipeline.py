@@ -19,6 +19,8 @@ from mailmgr.message import ProcessingState, Verdicts
 from mailmgr.rules.address_lists import build_indexes
 from mailmgr.rules.engine import CompiledRuleSet
 from mailmgr.spool.store import SpoolEntry
+from mailmgr.verdicts.auth_results import STAMP_KEY, message_for_actions, stamp
+from mailmgr.verdicts.service import VerdictsService
 
 Checkpoint = Callable[[ProcessingState], Awaitable[None]]
 
@@ -48,8 +50,11 @@ class Pipeline:
         config: Config,
         compiled: Mapping[str, CompiledRuleSetWithActions],
         clock: Callable[[], float] = time.time,
+        verdicts: VerdictsService | None = None,
     ) -> None:
+        """`verdicts` None: every verdict is PROCESSING_FAILED and no header is added."""
         self._config = config
+        self._verdicts = verdicts
         self._compiled = compiled
         self._clock = clock
         self._ingress = {ip.id: ip for ip in config.ingress_points}
@@ -75,16 +80,31 @@ class Pipeline:
                 + min(retry.initial_delay * 2**state.attempts, retry.max_delay),
             )
         if state.verdicts is None:
-            # SPF/DKIM/DMARC computation lands with the verdicts issue; until then the verdicts
-            # are PROCESSING_FAILED with no DMARC policy, as semantics.md §4 prescribes.
-            state = replace(state, verdicts=Verdicts())
-            await checkpoint(state)
+            state = await self._authenticate(entry, state)
+            await checkpoint(state)  # computed once: a retry or restart reuses them
         return await execute(
-            message,
+            message_for_actions(message, state),
             state,
             program.rules,
             program.actions,
             retry=self._config.server.retry,
             checkpoint=checkpoint,
             now=self._clock,
+        )
+
+    async def _authenticate(self, entry: SpoolEntry, state: ProcessingState) -> ProcessingState:
+        """Verdicts and the Authentication-Results stamp, bounded by the service's timeout."""
+        if self._verdicts is None:
+            return replace(state, verdicts=Verdicts())
+        message = entry.message
+        try:
+            auth = await self._verdicts.compute(message)
+        except Exception as exc:  # verdicts must never stall a message
+            logs.error("verdicts.failed", message_id=message.id, error=type(exc).__name__)
+            return replace(state, verdicts=Verdicts())
+        hostname = self._config.server.hostname
+        found = stamp(message.content, hostname, auth.header_value(hostname))
+        data = tuple(d for d in state.action_data if d[0] != STAMP_KEY)
+        return replace(
+            state, verdicts=auth.verdicts, action_data=(*data, (STAMP_KEY, found.to_text()))
         )

@@ -20,7 +20,6 @@ NOT_IMPLEMENTED_INGRESS_TYPES: frozenset[str] = frozenset({"AUTH", "MTLS"})
 NOT_IMPLEMENTED_TLS_POLICIES: frozenset[str] = frozenset({"FIPS"})
 TLS_WRAPPED_LISTEN_IMPLEMENTED = False
 OPEN_INGRESS_CONFIGURATION_IMPLEMENTED = False
-POLICY_STATEMENTS_IMPLEMENTED = False
 NOT_IMPLEMENTED_ARCHIVE_STORAGE: frozenset[str] = frozenset({"S3"})
 
 # Local analyzers (Mail Manager add-ons), keyed by analyzer ARN -> short description.
@@ -61,12 +60,6 @@ def tls_wrapped_listen_problem(count: int) -> str | None:
 def open_configuration_problem(ingress_type: str, configured: bool) -> str | None:
     if ingress_type == "OPEN" and configured and not OPEN_INGRESS_CONFIGURATION_IMPLEMENTED:
         return f"IngressPointConfiguration on an OPEN ingress point {_SUFFIX}"
-    return None
-
-
-def policy_statements_problem(count: int) -> str | None:
-    if count and not POLICY_STATEMENTS_IMPLEMENTED:
-        return f"traffic policy PolicyStatements {_SUFFIX}; only DefaultAction is applied"
     return None
 
 

@@ -1,0 +1,1 @@
+"""Facts about a message: SPF, DKIM, DMARC verdicts and the Authentication-Results header."""

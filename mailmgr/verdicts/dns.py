@@ -1,0 +1,258 @@
+"""The DNS seam of the verdict checks: a Resolver protocol, the dnspython implementation (async for
+the event loop, sync for libraries running in executor threads) and the TTL cache both share.
+
+Owns nameserver settings, timeouts and caching; must not interpret SPF, DKIM or DMARC records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+import dns.asyncresolver
+import dns.exception
+import dns.flags
+import dns.message
+import dns.nameserver
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from mailmgr import logs
+from mailmgr.config.fields import parse_host_port
+
+_R = TypeVar("_R", bound=dns.resolver.BaseResolver)
+MAX_TTL = 86400.0  # a hostile or broken zone must not pin an answer for longer than a day
+DEFAULT_CACHE_SIZE = 10_000
+
+
+class RecordType(StrEnum):
+    A = "A"
+    AAAA = "AAAA"
+    MX = "MX"
+    PTR = "PTR"
+    TXT = "TXT"
+    SPF = "SPF"
+
+
+class Outcome(StrEnum):
+    FOUND = "FOUND"
+    NXDOMAIN = "NXDOMAIN"
+    NODATA = "NODATA"
+    ERROR = "ERROR"  # SERVFAIL, REFUSED, timeout, no nameserver: a temporary failure
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    """One lookup's result. `texts` holds TXT/SPF records (character-strings concatenated, as
+    bytes since TXT has no charset), `values` A/AAAA addresses and PTR names, `mx`
+    (preference, exchange) pairs. Names are without the trailing dot."""
+
+    outcome: Outcome
+    texts: tuple[bytes, ...] = ()
+    values: tuple[str, ...] = ()
+    mx: tuple[tuple[int, str], ...] = ()
+    reason: str = ""
+
+    @property
+    def temporary_failure(self) -> bool:
+        return self.outcome is Outcome.ERROR
+
+
+class Resolver(Protocol):
+    """What the checks need from DNS. Both methods never raise for a DNS failure: they return an
+    ERROR answer. `budget` caps this one lookup (callers pass what is left of their budget)."""
+
+    async def lookup(self, name: str, rdtype: RecordType, budget: float | None = None
+                     ) -> DnsAnswer: ...
+
+    def lookup_sync(self, name: str, rdtype: RecordType, budget: float | None = None
+                    ) -> DnsAnswer: ...
+
+
+class DnsCache:
+    """A thread-safe LRU of answers keyed by (name, type), each kept for its TTL."""
+
+    def __init__(self, max_entries: int = DEFAULT_CACHE_SIZE) -> None:
+        self._max = max(1, max_entries)
+        self._entries: OrderedDict[tuple[str, RecordType], tuple[float, DnsAnswer]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        key = (name, rdtype)
+        with self._lock:
+            item = self._entries.get(key)
+            if item is None:
+                return None
+            if item[0] <= time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return item[1]
+
+    def put(self, name: str, rdtype: RecordType, answer: DnsAnswer, ttl: float) -> None:
+        if ttl <= 0 or answer.outcome is Outcome.ERROR:
+            return
+        with self._lock:
+            self._entries[(name, rdtype)] = (time.monotonic() + min(ttl, MAX_TTL), answer)
+            self._entries.move_to_end((name, rdtype))
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _nameserver(text: str) -> dns.nameserver.Do53Nameserver:
+    address = parse_host_port(text, default_port=53)
+    host = address.host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # A name: resolve it once, at start-up, with the system resolver.
+        host = str(socket.getaddrinfo(host, address.port, type=socket.SOCK_DGRAM)[0][4][0])
+    return dns.nameserver.Do53Nameserver(host, address.port)
+
+
+def _normalise(name: str) -> str:
+    return name.strip().rstrip(".").lower()
+
+
+def _negative_ttl(response: dns.message.Message | None) -> float:
+    """RFC 2308: a negative answer lives for min(SOA TTL, SOA MINIMUM); without SOA, not at all."""
+    if response is None:
+        return 0.0
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return float(min(rrset.ttl, rrset[0].minimum))  # type: ignore[attr-defined]
+    return 0.0
+
+
+def _answer_from(rdtype: RecordType, answer: dns.resolver.Answer) -> tuple[DnsAnswer, float]:
+    rrset = answer.rrset
+    if rrset is None or len(rrset) == 0:
+        return DnsAnswer(Outcome.NODATA), _negative_ttl(answer.response)
+    texts: list[bytes] = []
+    values: list[str] = []
+    mx: list[tuple[int, str]] = []
+    for rdata in rrset:
+        if rdtype in (RecordType.TXT, RecordType.SPF):
+            texts.append(b"".join(rdata.strings))  # type: ignore[attr-defined]
+        elif rdtype in (RecordType.A, RecordType.AAAA):
+            values.append(str(rdata.address))  # type: ignore[attr-defined]
+        elif rdtype is RecordType.MX:
+            exchange = rdata.exchange.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
+            mx.append((int(rdata.preference), exchange))  # type: ignore[attr-defined]
+        elif rdtype is RecordType.PTR:
+            values.append(rdata.target.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
+    found = DnsAnswer(Outcome.FOUND, tuple(texts), tuple(values), tuple(mx))
+    return found, float(rrset.ttl)
+
+
+class DnsResolver:
+    """dnspython-backed Resolver with one cache for async and sync callers.
+
+    `nameservers` are `host`, `host:port` or `[v6]:port` strings (Server.Dns.Nameservers);
+    empty means the system resolver configuration. `timeout` bounds every lookup.
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[str] = (),
+        timeout: float = 5.0,
+        *,
+        cache: DnsCache | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.cache = cache if cache is not None else DnsCache()
+        self._servers = [_nameserver(text) for text in nameservers]
+        self._async = self._configure(dns.asyncresolver.Resolver(configure=False))
+        self._local = threading.local()  # dnspython's sync Resolver is not shared across threads
+
+    def _configure(self, resolver: _R) -> _R:
+        if self._servers:
+            resolver.nameservers = list(self._servers)
+        else:
+            try:
+                resolver.read_resolv_conf("/etc/resolv.conf")
+            except (OSError, dns.resolver.NoResolverConfiguration) as exc:
+                logs.warning("dns.no_system_resolver", error=str(exc))
+                resolver.nameservers = ["127.0.0.1"]
+        resolver.timeout = self.timeout
+        resolver.lifetime = self.timeout
+        resolver.cache = None  # ours is shared with the sync side and bounded
+        return resolver
+
+    def _sync_resolver(self) -> dns.resolver.Resolver:
+        resolver: dns.resolver.Resolver | None = getattr(self._local, "resolver", None)
+        if resolver is None:
+            resolver = self._configure(dns.resolver.Resolver(configure=False))
+            self._local.resolver = resolver
+        return resolver
+
+    def _budget(self, budget: float | None) -> float:
+        return self.timeout if budget is None else max(0.001, min(budget, self.timeout))
+
+    async def lookup(self, name: str, rdtype: RecordType, budget: float | None = None
+                     ) -> DnsAnswer:
+        key = _normalise(name)
+        cached = self.cache.get(key, rdtype)
+        if cached is not None:
+            return cached
+        if not key:
+            return DnsAnswer(Outcome.NXDOMAIN, reason="empty name")
+        try:
+            answer = await self._async.resolve(  # type: ignore[attr-defined]
+                key + ".", rdtype.value, lifetime=self._budget(budget),
+                raise_on_no_answer=False, search=False,
+            )
+            result, ttl = _answer_from(rdtype, answer)
+        except Exception as exc:  # every DNS failure becomes an answer
+            result, ttl = _failure(exc)
+        self.cache.put(key, rdtype, result, ttl)
+        return result
+
+    def lookup_sync(self, name: str, rdtype: RecordType, budget: float | None = None
+                    ) -> DnsAnswer:
+        key = _normalise(name)
+        cached = self.cache.get(key, rdtype)
+        if cached is not None:
+            return cached
+        if not key:
+            return DnsAnswer(Outcome.NXDOMAIN, reason="empty name")
+        try:
+            answer = self._sync_resolver().resolve(
+                key + ".", rdtype.value, lifetime=self._budget(budget),
+                raise_on_no_answer=False, search=False,
+            )
+            result, ttl = _answer_from(rdtype, answer)
+        except Exception as exc:  # every DNS failure becomes an answer
+            result, ttl = _failure(exc)
+        self.cache.put(key, rdtype, result, ttl)
+        return result
+
+
+def _failure(exc: Exception) -> tuple[DnsAnswer, float]:
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        responses = list(exc.responses().values())  # type: ignore[no-untyped-call]
+        return (DnsAnswer(Outcome.NXDOMAIN),
+                _negative_ttl(responses[0] if responses else None))
+    if isinstance(exc, dns.exception.Timeout):
+        return DnsAnswer(Outcome.ERROR, reason="timeout"), 0.0
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return DnsAnswer(Outcome.ERROR, reason="no nameserver answered (SERVFAIL)"), 0.0
+    return DnsAnswer(Outcome.ERROR, reason=type(exc).__name__), 0.0

@@ -1,0 +1,30 @@
+"""Fixtures for the verdict tests: one loopback DNS server per session, its zone reset per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mailmgr.verdicts.dns import DnsResolver
+from tests.verdicts.dns_server import DnsServer, Zone
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    server = DnsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def zone(dns_server: DnsServer) -> Iterator[Zone]:
+    dns_server.zone.clear()
+    yield dns_server.zone
+    dns_server.zone.clear()
+
+
+@pytest.fixture
+def resolver(dns_server: DnsServer, zone: Zone) -> DnsResolver:
+    """A fresh resolver (and cache) pointed at the test server."""
+    return DnsResolver([dns_server.address], timeout=1.0)

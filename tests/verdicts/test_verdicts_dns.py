@@ -1,0 +1,77 @@
+"""The resolver against the loopback server: answers, negative answers, failures, TCP, cache."""
+
+from __future__ import annotations
+
+import time
+
+from mailmgr.verdicts.dns import DnsCache, DnsResolver, Outcome, RecordType
+from tests.verdicts.dns_server import DnsServer, Zone
+
+
+async def test_answers_by_type(zone: Zone, resolver: DnsResolver) -> None:
+    zone.add("host.test", "A", "192.0.2.1").add("host.test", "AAAA", "2001:db8::1")
+    zone.add("host.test", "MX", (10, "mx.host.test")).txt("host.test", ("v=spf1 ", "-all"))
+    assert (await resolver.lookup("HOST.test.", RecordType.A)).values == ("192.0.2.1",)
+    assert (await resolver.lookup("host.test", RecordType.AAAA)).values == ("2001:db8::1",)
+    assert (await resolver.lookup("host.test", RecordType.MX)).mx == ((10, "mx.host.test"),)
+    assert resolver.lookup_sync("host.test", RecordType.TXT).texts == (b"v=spf1 -all",)
+
+
+async def test_negative_answers_and_failures(zone: Zone, resolver: DnsResolver) -> None:
+    zone.add("exists.test", "A", "192.0.2.1")
+    zone.servfail.add("broken.test")
+    assert (await resolver.lookup("missing.test", RecordType.A)).outcome is Outcome.NXDOMAIN
+    assert (await resolver.lookup("exists.test", RecordType.TXT)).outcome is Outcome.NODATA
+    broken = await resolver.lookup("broken.test", RecordType.A)
+    assert broken.outcome is Outcome.ERROR and broken.temporary_failure
+
+
+async def test_timeout_is_bounded(dns_server: DnsServer, zone: Zone) -> None:
+    zone.timeout.add("slow.test")
+    resolver = DnsResolver([dns_server.address], timeout=0.3)
+    started = time.monotonic()
+    answer = await resolver.lookup("slow.test", RecordType.A)
+    assert answer.outcome is Outcome.ERROR and time.monotonic() - started < 1.5
+    started = time.monotonic()
+    assert resolver.lookup_sync("slow.test", RecordType.TXT, 0.1).outcome is Outcome.ERROR
+    assert time.monotonic() - started < 1.0
+
+
+async def test_truncated_answer_retries_over_tcp(zone: Zone, resolver: DnsResolver) -> None:
+    big = tuple("x" * 200 + str(i) for i in range(6))
+    zone.txt("big.test", *big)
+    answer = await resolver.lookup("big.test", RecordType.TXT)
+    assert sorted(answer.texts) == sorted(t.encode() for t in big)
+
+
+async def test_cache_is_shared_and_honours_ttl(zone: Zone, resolver: DnsResolver) -> None:
+    zone.add("cached.test", "A", "192.0.2.7")
+    await resolver.lookup("cached.test", RecordType.A)
+    resolver.lookup_sync("cached.test", RecordType.A)
+    await resolver.lookup("nx.test", RecordType.A)
+    await resolver.lookup("nx.test", RecordType.A)
+    assert zone.queries.count(("cached.test", "A")) == 1
+    assert zone.queries.count(("nx.test", "A")) == 1  # negative answers cached (SOA minimum)
+    zone.servfail.add("sf.test")
+    await resolver.lookup("sf.test", RecordType.A)
+    await resolver.lookup("sf.test", RecordType.A)
+    assert zone.queries.count(("sf.test", "A")) >= 2  # failures are never cached
+
+
+def test_cache_is_bounded_and_expires() -> None:
+    from mailmgr.verdicts.dns import DnsAnswer
+
+    cache = DnsCache(max_entries=2)
+    for name in ("a", "b", "c"):
+        cache.put(name, RecordType.A, DnsAnswer(Outcome.FOUND, values=(name,)), 60)
+    assert len(cache) == 2 and cache.get("a", RecordType.A) is None
+    cache.put("z", RecordType.A, DnsAnswer(Outcome.FOUND), 0.05)
+    time.sleep(0.06)
+    assert cache.get("z", RecordType.A) is None
+
+
+def test_nameserver_forms_are_accepted(dns_server: DnsServer, zone: Zone) -> None:
+    zone.add("x.test", "A", "192.0.2.9")
+    DnsResolver([f"[::1]:{dns_server.port}", "::1", "127.0.0.1"], timeout=0.5)  # all parse
+    resolver = DnsResolver([f"localhost:{dns_server.port}"], timeout=0.5)
+    assert resolver.lookup_sync("x.test", RecordType.A).values == ("192.0.2.9",)
