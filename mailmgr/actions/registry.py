@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mailmgr.actions import add_header, archive, drop, replace_recipient
+from mailmgr.actions import (
+    add_header,
+    archive,
+    bounce,
+    drop,
+    lambda_,
+    mailbox,
+    qbusiness,
+    replace_recipient,
+    s3,
+    send,
+    sns,
+)
 from mailmgr.actions.base import Action, Resources
 from mailmgr.config.models import ArchiveAction, RuleAction, RuleSet
 from mailmgr.errors import MailmgrError
@@ -32,6 +44,13 @@ REGISTRY: dict[str, Builder] = {
     "AddHeader": add_header.build,
     "ReplaceRecipient": replace_recipient.build,
     "Archive": _archive,
+    "WriteToS3": s3.build,
+    "PublishToSns": sns.build,
+    "InvokeLambda": lambda_.build,
+    "Bounce": bounce.build,
+    "Send": send.build,
+    "DeliverToQBusiness": qbusiness.build,
+    "DeliverToMailbox": mailbox.build,
 }
 
 

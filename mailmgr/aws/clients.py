@@ -28,6 +28,13 @@ from mailmgr.config.models import ServerConfig
 # leaves room for a 30 s synchronous Lambda invocation.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 35.0
+# SES's limit on a RequestResponse Lambda. Enforced as the client's read timeout rather than by
+# cancelling the call: a cancelled aiohttp request can leave its connection in the pool with the
+# old response still to come, which the next request on that connection would then read.
+LAMBDA_READ_TIMEOUT = 30.0
+# botocore would re-send a timed-out Invoke and run the function again within one attempt; for
+# these services every retry goes through the spool's backoff instead.
+NO_SDK_RETRIES = frozenset({"lambda"})
 MAX_ATTEMPTS = 2
 ROLE_SESSION_SECONDS = 3600
 
@@ -37,7 +44,10 @@ class AwsSettings:
     region: str
     endpoint_url: str | None = None
     endpoint_urls: Mapping[str, str] = field(default_factory=dict)
-    max_attempts: int = MAX_ATTEMPTS
+    max_attempts: int = MAX_ATTEMPTS  # botocore counts retries after the first try
+    read_timeouts: Mapping[str, float] = field(
+        default_factory=lambda: {"lambda": LAMBDA_READ_TIMEOUT}
+    )
 
     @classmethod
     def from_server(cls, server: ServerConfig) -> AwsSettings:
@@ -62,8 +72,11 @@ class AwsSettings:
         return AioConfig(
             region_name=self.region,
             connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            read_timeout=self.read_timeouts.get(service, READ_TIMEOUT),
+            retries={
+                "max_attempts": 0 if service in NO_SDK_RETRIES else self.max_attempts,
+                "mode": "standard",
+            },
             max_pool_connections=32,
             # Emulators and private endpoints rarely do virtual-host bucket names.
             s3={"addressing_style": "path" if overridden else "auto"},

@@ -8,13 +8,6 @@ from __future__ import annotations
 
 NOT_IMPLEMENTED_ACTIONS: frozenset[str] = frozenset({
     "Relay",
-    "WriteToS3",
-    "Send",
-    "DeliverToMailbox",
-    "DeliverToQBusiness",
-    "PublishToSns",
-    "Bounce",
-    "InvokeLambda",
 })
 NOT_IMPLEMENTED_INGRESS_TYPES: frozenset[str] = frozenset({"AUTH", "MTLS"})
 NOT_IMPLEMENTED_TLS_POLICIES: frozenset[str] = frozenset({"FIPS"})

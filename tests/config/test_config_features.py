@@ -49,6 +49,12 @@ def test_action_is_rejected_only_while_not_implemented(
     assert p.message == f"action '{action}' is not implemented yet in this version of mailmgr"
 
 
+def test_aws_actions_are_implemented() -> None:
+    aws = {"WriteToS3", "Send", "DeliverToMailbox", "DeliverToQBusiness", "PublishToSns",
+           "Bounce", "InvokeLambda"}
+    assert not aws & features.NOT_IMPLEMENTED_ACTIONS
+
+
 def _ingress(**changes: Any) -> dict[str, Any]:
     data = base()
     data["IngressPoints"][0].update(changes)
