@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mailmgr import certs, logs
+from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
 from mailmgr.archive import LocalArchive, local_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
@@ -151,6 +152,7 @@ class App:
                 await self._retention
         if self._worker:
             await self._worker.stop(grace)
+        await relay.close_pools()  # idle relay connections QUIT cleanly
         if self._verdicts:
             self._verdicts.close()
         for archive in self._archives.values():

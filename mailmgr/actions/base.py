@@ -45,6 +45,10 @@ class ActionResult:
     drop: bool = False  # the matched recipients leave the live set
     replace_with: tuple[str, ...] | None = None  # matched recipients replaced by these
     add_header: tuple[str, str] | None = None
+    # Matched recipients this action failed for permanently while it succeeded for the others
+    # (e.g. a relay's 550 for one RCPT): ActionFailurePolicy applies to these only.
+    failed: tuple[str, ...] = ()
+    failure_reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # extra log fields (archive id, key…)
 
 

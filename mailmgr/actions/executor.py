@@ -175,6 +175,15 @@ class _Walk:
         except Exception as exc:  # a bug in an action: retrying beats losing the message
             failure = TemporaryActionError(f"{type(exc).__name__}: {exc}", type(exc).__name__)
         else:
+            failed = tuple(r for r in result.failed if r in matched)
+            if failed:
+                # A partial permanent failure: the policy applies to those recipients only.
+                reason = result.failure_reason or "failed for these recipients"
+                self._report(rule, replace(item, recipients=failed), action, Status.FAILED,
+                             reason, None)
+                if rule.failure_policies[state.action_index] is ActionFailurePolicy.DROP:
+                    state = _drop(state, failed)
+                item = replace(item, recipients=tuple(r for r in matched if r not in failed))
             state = _apply(state, result, len(rule_actions))
             state = replace(state, action_data=_without(state.action_data, key), **_RETRY_RESET)
             self._report(rule, item, action, Status.SUCCESS, None, result)
@@ -290,13 +299,15 @@ def _apply(state: ProcessingState, result: ActionResult, action_count: int) -> P
     return replace(state, action_index=next_index)
 
 
-def _drop(state: ProcessingState) -> ProcessingState:
-    dropping = set(state.matched or ())
+def _drop(state: ProcessingState, recipients: Sequence[str] | None = None) -> ProcessingState:
+    """Drop `recipients` (default: every matched one) from the live and matched sets."""
+    dropping = tuple(state.matched or ()) if recipients is None else tuple(recipients)
+    gone = set(dropping)
     return replace(
         state,
-        live=tuple(r for r in state.live or () if r not in dropping),
-        dropped=dedupe((*state.dropped, *(state.matched or ()))),
-        matched=(),
+        live=tuple(r for r in state.live or () if r not in gone),
+        dropped=dedupe((*state.dropped, *dropping)),
+        matched=tuple(r for r in state.matched or () if r not in gone),
     )
 
 

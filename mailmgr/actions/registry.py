@@ -16,6 +16,7 @@ from mailmgr.actions import (
     lambda_,
     mailbox,
     qbusiness,
+    relay,
     replace_recipient,
     s3,
     send,
@@ -51,6 +52,7 @@ REGISTRY: dict[str, Builder] = {
     "Send": send.build,
     "DeliverToQBusiness": qbusiness.build,
     "DeliverToMailbox": mailbox.build,
+    "Relay": relay.build,
 }
 
 

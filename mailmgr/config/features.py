@@ -6,9 +6,7 @@ loader already builds full models for all of them). Callers attach the JSON path
 
 from __future__ import annotations
 
-NOT_IMPLEMENTED_ACTIONS: frozenset[str] = frozenset({
-    "Relay",
-})
+NOT_IMPLEMENTED_ACTIONS: frozenset[str] = frozenset()
 NOT_IMPLEMENTED_INGRESS_TYPES: frozenset[str] = frozenset({"AUTH", "MTLS"})
 NOT_IMPLEMENTED_TLS_POLICIES: frozenset[str] = frozenset({"FIPS"})
 TLS_WRAPPED_LISTEN_IMPLEMENTED = False

@@ -199,6 +199,26 @@ async def test_permanent_failure_drop_drops_the_matched_recipients() -> None:
     assert state.dropped == (A,) and state.live == (B,)
 
 
+@pytest.mark.parametrize("policy", [CONTINUE, DROP])
+async def test_partial_failure_applies_the_policy_to_the_failed_recipients_only(
+    policy: ActionFailurePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    partial = Scripted("Partial", ActionResult(failed=(B,), failure_reason="550 no such user"))
+    after, later = Scripted(), Scripted()
+    run = Run([rule("r1", (ext(policy), ext())), rule("r2", (ext(),))],
+              [[partial, after], [later]])
+    with caplog.at_level(logging.INFO, logger="mailmgr"):
+        state = await run(make_message(rcpts=(A, B, C)))
+    survivors = (A, C) if policy is DROP else (A, B, C)
+    assert [i.recipients for i in after.runs] == [survivors]
+    assert [i.recipients for i in later.runs] == [survivors]
+    assert state.dropped == ((B,) if policy is DROP else ())
+    records = [r for r in _events(caplog, "message.action") if r["action"] == "Partial"]
+    assert [(r["status"], r["recipients"]) for r in records] == [
+        ("FAILED", [B]), ("SUCCESS", [A, C])]
+    assert records[0]["failure_reason"] == "550 no such user"
+
+
 async def test_temporary_failure_schedules_retry_and_resumes_without_rerun() -> None:
     first = Scripted()
     flaky = Scripted("Flaky", TemporaryActionError("throttled"), TemporaryActionError("again"))

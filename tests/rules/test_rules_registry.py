@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import botocore.session
 import pytest
 from rules_samples import make_config, make_message, rule, rule_set
@@ -14,7 +17,6 @@ from mailmgr.config.models import (
     AddHeaderAction,
     ArchiveAction,
     DropAction,
-    RelayAction,
     ReplaceRecipientAction,
 )
 from mailmgr.message import Verdicts
@@ -71,7 +73,14 @@ async def test_replace_recipient_without_targets_removes() -> None:
     assert await action.run(_item(("a@x",))) == ActionResult(replace_with=())
 
 
+@dataclass(frozen=True)
+class FutureAction(DropAction):
+    """An action AWS might add later: in the config union, not in the registry."""
+
+    aws_name: ClassVar[str] = "FutureAction"
+
+
 def test_unimplemented_action_is_refused() -> None:
-    rules = rule_set(rule("r", (RelayAction(relay_id="rl-1"),)))
-    with pytest.raises(UnsupportedAction, match="Relay"):
+    rules = rule_set(rule("r", (FutureAction(),)))
+    with pytest.raises(UnsupportedAction, match="FutureAction"):
         build_actions(rules, Resources(config=make_config(rules)))
