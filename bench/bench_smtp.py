@@ -6,6 +6,7 @@ numbers. Example:
     python bench/bench_smtp.py --host 127.0.0.1 --port 2525 -c 50 -n 5000 --size 10240
     python bench/bench_smtp.py --reuse ...            # one connection per worker, many messages
     python bench/bench_smtp.py --idle 1000 --server-pid PID   # memory per idle connection
+    python bench/bench_smtp.py --server-pid PID ...   # also server CPU (user+sys) per message
 
 The client is a lean asyncio implementation (no smtplib) so it costs the shared CPU as little as
 possible; `--procs` spreads it over several processes.
@@ -112,6 +113,13 @@ def _child(args: argparse.Namespace, count: int, queue: multiprocessing.Queue) -
     queue.put(asyncio.run(_run(args, count)))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -152,6 +160,7 @@ def main() -> None:
         asyncio.run(_idle(args))
         return
 
+    cpu_before = _cpu_seconds(args.server_pid) if args.server_pid else 0.0
     start = time.perf_counter()
     if args.procs == 1:
         latencies, errors = asyncio.run(_run(args, args.messages))
@@ -173,6 +182,7 @@ def main() -> None:
         for p in procs:
             p.join()
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds(args.server_pid) - cpu_before if args.server_pid else 0.0
     if not latencies:
         print(f"no message accepted ({errors} errors)")
         return
@@ -184,6 +194,10 @@ def main() -> None:
     print(f"accepted: {len(latencies) / wall:.0f} msg/s over {wall:.2f} s, errors: {errors}")
     print(f"end-of-DATA -> 250: p50 {statistics.median(latencies) * 1000:.2f} ms, "
           f"p99 {p99 * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms")
+    if args.server_pid:
+        # Robust on a shared machine, unlike msg/s; work the server defers past the run
+        # (processing a backlog) is not included.
+        print(f"server CPU during the run: {cpu / len(latencies) * 1e6:.0f} µs per message")
 
 
 if __name__ == "__main__":

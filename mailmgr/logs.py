@@ -13,24 +13,41 @@ from typing import Any, TextIO
 
 LOGGER_NAME = "mailmgr"
 _SECRET_KEYS = frozenset({"password", "smtp_password", "secret", "crl", "ca_content", "key"})
+_logger = logging.getLogger(LOGGER_NAME)  # the same object setup() configures
+_encoder = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 def _redact(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("***" if k.lower() in _SECRET_KEYS else v) for k, v in fields.items()}
+    """Redact in place: `fields` is the caller's fresh **kwargs dict, never shared."""
+    for k in fields:
+        if k.lower() in _SECRET_KEYS:
+            fields[k] = "***"
+    return fields
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _ts(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # strftime once per second, not once per line
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._ts(record),
             "level": record.levelname,
-            "event": getattr(record, "event", record.getMessage()),
+            "event": getattr(record, "event", None) or record.getMessage(),
         }
         data.update(getattr(record, "fields", {}))
         if record.exc_info and record.levelno >= logging.ERROR:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str, separators=(",", ":"))
+        return _encoder.encode(data)
 
 
 class _TextFormatter(logging.Formatter):
@@ -54,9 +71,21 @@ def setup(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event. Secret-looking keys are redacted."""
-    logger = logging.getLogger(LOGGER_NAME)
+    logger = _logger
     if logger.isEnabledFor(level):
-        logger.log(level, name, extra={"event": name, "fields": _redact(fields)})
+        # makeRecord + handle is what Logger.log does minus the caller lookup (a stack walk
+        # per line); no formatter of ours prints the caller.
+        record = logger.makeRecord(
+            LOGGER_NAME,
+            level,
+            "",
+            0,
+            name,
+            (),
+            None,
+            extra={"event": name, "fields": _redact(fields)},
+        )
+        logger.handle(record)
 
 
 def warning(name: str, **fields: Any) -> None:

@@ -196,6 +196,32 @@ def insert(conn: sqlite3.Connection, row: ArchiveRow) -> None:
     conn.execute(f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES ({marks})", values)
 
 
+def insert_many(conn: sqlite3.Connection, rows: Sequence[ArchiveRow]) -> None:
+    """Insert `rows` (skipping any already indexed) in one transaction: one commit to sync."""
+    if not rows:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for row in rows:
+            insert(conn, row)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def existing(conn: sqlite3.Connection, archived_message_ids: Sequence[str]) -> set[str]:
+    """Which of these archived message IDs are already indexed."""
+    if not archived_message_ids:
+        return set()
+    marks = ", ".join("?" * len(archived_message_ids))
+    cursor = conn.execute(
+        f"SELECT archived_message_id FROM messages WHERE archived_message_id IN ({marks})",
+        list(archived_message_ids),
+    )
+    return {str(a) for (a,) in cursor}
+
+
 def lookup(conn: sqlite3.Connection, archived_message_id: str) -> ArchiveRow | None:
     found = conn.execute(
         f"{_SELECT} WHERE archived_message_id = ?", (archived_message_id,)

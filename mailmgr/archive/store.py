@@ -1,8 +1,9 @@
 """LocalArchive: the local ArchiveSink — durable .eml files plus an SQLite search index.
 
 Owns the on-disk layout under `<DataDirectory>/archives/<archive id>/` and retention. Never
-blocks the loop: file I/O runs in the default executor, every SQLite call in one thread per
-archive. Knows nothing of actions beyond ActionInput.
+blocks the loop: puts are grouped and stored by one thread per archive (which also runs every
+SQLite call); retention's file I/O runs in the default executor. Knows nothing of actions
+beyond ActionInput.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +32,7 @@ from mailmgr.message import is_message_id
 T = TypeVar("T")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PURGE_BATCH = 500
+_PUT_BATCH = 64  # puts stored together: one SQLite commit and one fsync per directory
 INDEX_NAME = "index.sqlite3"
 
 
@@ -74,24 +76,45 @@ def _makedirs_durable(path: Path) -> None:
         _fsync_dir(directory.parent)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically: temp file, fsync, rename, fsync of the directory."""
-    _makedirs_durable(path.parent)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+@dataclass
+class _Put:
+    item: ActionInput
+    archived_id: str
+    relative: str
+    future: asyncio.Future[str]
+
+
+def _consume(fut: asyncio.Future[str]) -> None:
+    # A cancelled caller no longer awaits its shielded future: read the outcome so asyncio does
+    # not report "exception never retrieved".
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _open_for_write(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:  # first message of the day, or retention removed the directory
+        _makedirs_durable(path.parent)
+        return os.open(path, flags, 0o600)
+
+
+def _write_file(path: Path, data: bytes) -> int:
+    """Write `data` in place (no row names the file until it is durable, so no reader sees a
+    partial one) and start its writeback; returns the descriptor, still to be fdatasync'd."""
+    fd = _open_for_write(path)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        # Starting writeback of every file of a batch before the first fdatasync lets them
+        # share journal commits; it also keeps archived bytes out of the page cache.
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        os.close(fd)
         raise
-    _fsync_dir(path.parent)
+    return fd
 
 
 class LocalArchive:
@@ -109,6 +132,8 @@ class LocalArchive:
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._puts: list[_Put] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: Config, archive: Archive) -> LocalArchive:
@@ -137,8 +162,10 @@ class LocalArchive:
             logs.event("archive_opened", archive_id=self.archive.id, path=str(self.directory))
 
     async def close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:  # puts already queued still complete
+            await asyncio.wait([self._flusher])
         async with self._lock:
-            self._closed = True
             executor, conn = self._executor, self._conn
             self._executor = self._conn = None
             if executor is None:
@@ -161,28 +188,91 @@ class LocalArchive:
     async def put(self, item: ActionInput) -> str:
         """Store `item.content` and index it; return its archived message ID (idempotent).
 
-        The file is durable before the row is written, so after a crash the row either exists
-        (nothing to do) or not (the file is rewritten in place and the row inserted)."""
+        Durable when this returns: file fdatasync'd, its directory fsync'd, row committed with
+        synchronous=FULL. Concurrent puts are stored as one batch. The file is durable before
+        the row is written, so after a crash the row either exists (nothing to do) or not (the
+        file is rewritten in place and the row inserted). Cancelling the caller does not stop
+        the write."""
+        if self._closed:
+            raise ArchiveClosedError(self.archive.id)
+        if self._conn is None:
+            await self.open()
         msg = item.message
         archived_id = archived_message_id(msg.id, item.rule_index, item.action_index)
-        if await self._db(index.lookup, archived_id) is not None:
-            return archived_id
         day = datetime.fromtimestamp(msg.received_at, UTC)
         relative = f"messages/{day:%Y/%m/%d}/{archived_id}.eml"
         loop = asyncio.get_running_loop()
-        row = await loop.run_in_executor(None, self._store_file, item, archived_id, relative)
-        await self._db(index.insert, row)
-        logs.event(
-            "archive_stored",
-            archive_id=self.archive.id,
-            archived_message_id=archived_id,
-            message_id=msg.id,
-            size=row.size,
-        )
-        return archived_id
+        future: asyncio.Future[str] = loop.create_future()
+        future.add_done_callback(_consume)
+        self._puts.append(_Put(item, archived_id, relative, future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush(), name=f"archive-{self.archive.id}")
+        return await asyncio.shield(future)
 
-    def _store_file(self, item: ActionInput, archived_id: str, relative: str) -> ArchiveRow:
-        write_durably(self.directory / relative, item.content)
+    async def _flush(self) -> None:
+        try:
+            while self._puts:
+                batch, self._puts = self._puts[:_PUT_BATCH], self._puts[_PUT_BATCH:]
+                try:
+                    outcomes = await self._db(self._store_batch, batch)
+                except Exception as exc:  # the index transaction failed: nothing is indexed
+                    outcomes = [exc] * len(batch)
+                for put, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        put.future.set_exception(outcome)
+                        continue
+                    if outcome is not None:
+                        logs.event(
+                            "archive_stored",
+                            archive_id=self.archive.id,
+                            archived_message_id=put.archived_id,
+                            message_id=put.item.message.id,
+                            size=outcome.size,
+                        )
+                    put.future.set_result(put.archived_id)
+        finally:
+            self._flusher = None
+
+    def _store_batch(
+        self, conn: sqlite3.Connection, batch: list[_Put]
+    ) -> list[ArchiveRow | Exception | None]:
+        """In the database thread: write the new files, fdatasync each, fsync each directory
+        once, then insert every row in one transaction. Per put: its new row, None when it
+        was already archived, or the error that stopped it."""
+        known = index.existing(conn, [p.archived_id for p in batch])
+        outcomes: list[ArchiveRow | Exception | None] = []
+        unsynced: dict[int, int] = {}  # batch position → descriptor awaiting its fdatasync
+        for i, put in enumerate(batch):
+            if put.archived_id in known:
+                outcomes.append(None)
+                continue
+            known.add(put.archived_id)  # a duplicate later in this batch is then a no-op
+            try:
+                row = self._row(put.item, put.archived_id, put.relative)
+                unsynced[i] = _write_file(self.directory / put.relative, put.item.content)
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(row)
+        dirs: dict[Path, list[int]] = {}
+        for i, fd in unsynced.items():
+            try:
+                os.fdatasync(fd)
+                dirs.setdefault((self.directory / batch[i].relative).parent, []).append(i)
+            except OSError as exc:
+                outcomes[i] = exc
+            finally:
+                os.close(fd)
+        for directory, members in dirs.items():
+            try:
+                _fsync_dir(directory)
+            except OSError as exc:
+                for i in members:
+                    outcomes[i] = exc
+        index.insert_many(conn, [o for o in outcomes if isinstance(o, ArchiveRow)])
+        return outcomes
+
+    def _row(self, item: ActionInput, archived_id: str, relative: str) -> ArchiveRow:
         headers = extract(item.content)
         msg = item.message
         return ArchiveRow(

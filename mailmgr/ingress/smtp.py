@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -31,6 +32,11 @@ ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})  # RFC
 # The StreamReader limit: the DATA chunk size (command lines are limited to COMMAND_LIMIT).
 _READ_CHUNK = 65536
 _NO_HOOKS: dict[str, Any] = {}
+# `<local@domain>` where both parts are ASCII dot-atoms (RFC 5322 §3.2.3), then nothing or
+# whitespace: the stdlib parser returns exactly the part between the brackets for these, so they
+# skip it (it costs ~40 µs per address). Anything else still goes through the stdlib parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?=\s|\Z)")
 
 
 def effective_size_limit(policy_max: int | None) -> int:
@@ -179,6 +185,7 @@ class SmtpProtocol(SMTP):
         self._idle = False
         self._stopping = False
         self._done = False
+        self._out: list[bytes] = []  # replies held back while pipelined commands are waiting
 
     # ------------------------------------------------------------ connection
 
@@ -204,25 +211,46 @@ class SmtpProtocol(SMTP):
         """Close now when idle between transactions; otherwise after the current one."""
         self._stopping = True
         if self._idle and self._tx is None and self.transport is not None:
-            self._writer.write(replies.SHUTTING_DOWN.line())
+            self._write_now(replies.SHUTTING_DOWN.line())
             self.transport.close()
 
     def _timeout_cb(self) -> None:
         if self.transport is not None:
-            self._writer.write(replies.TIMEOUT.line())
+            self._write_now(replies.TIMEOUT.line())
             self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    async def _send(self, reply: Reply) -> None:
-        self._writer.write(reply.line())
+    def _write_now(self, data: bytes) -> None:
+        """Write held-back replies and `data` with one send."""
+        if self._out:
+            self._out.append(data)
+            data = b"".join(self._out)
+            self._out.clear()
+        self._writer.write(data)
+
+    def _line_waiting(self) -> bool:
+        # A complete pipelined command is already buffered, so the next read cannot block.
+        return b"\n" in self._reader._buffer  # type: ignore[attr-defined]
+
+    async def _send(self, reply: Reply, *, flush: bool = False) -> None:
+        await self._send_bytes(reply.line(), flush=flush or reply.closes)
+
+    async def _send_bytes(self, data: bytes, *, flush: bool = False) -> None:
+        """Send one reply; while further pipelined commands are already buffered, hold it back
+        so their replies leave in one write (RFC 2920 §3.1 lets the server batch them)."""
+        if not flush and not self._stopping and self._line_waiting():
+            self._out.append(data)
+            return
+        self._write_now(data)
         await self._writer.drain()
 
     async def push(self, status: Any) -> None:
         # Only aiosmtpd's smtp_STARTTLS still calls push(); keep its reply text out of our wire.
-        await self._send(replies.for_library_reply(status))
+        # Flushed at once: the transport is swapped for TLS right after.
+        await self._send(replies.for_library_reply(status), flush=True)
 
     # ------------------------------------------------------------ command loop
 
@@ -234,6 +262,8 @@ class SmtpProtocol(SMTP):
                 if self._stopping and self._tx is None:
                     await self._send(replies.SHUTTING_DOWN)
                     break
+                if self._out and not self._line_waiting():
+                    await self._send_bytes(b"", flush=True)
                 self._idle = True
                 try:
                     line: bytes = await self._reader.readuntil(b"\n")
@@ -262,6 +292,8 @@ class SmtpProtocol(SMTP):
             self.connection_lost(None)
         finally:
             if self.transport is not None:
+                if self._out:
+                    self._write_now(b"")
                 self.transport.close()
 
     async def _discard_line(self, consumed: int) -> None:
@@ -336,8 +368,9 @@ class SmtpProtocol(SMTP):
         self.session.host_name = arg
         self.session.extended_smtp = True
         tls_active = self._tls_protocol is not None
-        self._writer.write(self._settings.ehlo_tls if tls_active else self._settings.ehlo_plain)
-        await self._writer.drain()
+        await self._send_bytes(
+            self._settings.ehlo_tls if tls_active else self._settings.ehlo_plain
+        )
 
     async def smtp_NOOP(self, arg: str | None) -> None:
         await self._send(replies.OK)
@@ -351,7 +384,7 @@ class SmtpProtocol(SMTP):
     async def smtp_QUIT(self, arg: str | None) -> None:
         if arg:
             return await self._send(replies.NO_ARGUMENTS)
-        await self._send(replies.BYE)
+        await self._send(replies.BYE, flush=True)
         self._done = True
 
     async def smtp_HELP(self, arg: str | None) -> None:
@@ -387,6 +420,9 @@ class SmtpProtocol(SMTP):
         rest = arg[len(keyword) :].strip()
         if not rest:
             return None
+        plain = _PLAIN_ADDRESS.match(rest)
+        if plain is not None:
+            return plain.group(1), rest[plain.end() :]
         try:
             address, params = self._getaddr(rest)
         except Exception:  # the stdlib header parser has more failure modes than it documents
@@ -490,7 +526,7 @@ class SmtpProtocol(SMTP):
             return await self._send(
                 replies.NO_VALID_RECIPIENTS if tx.rcpt_attempted else replies.NEED_RCPT
             )
-        await self._send(replies.START_DATA)
+        await self._send(replies.START_DATA, flush=True)
         content = await read_message(
             self._reader, self._settings.max_message_size, self._reset_timeout
         )
