@@ -26,8 +26,10 @@ from mailmgr.config.models import (
     TlsPolicy,
 )
 from mailmgr.errors import ConfigError
+from mailmgr.ingress.auth import AuthThrottle
 from mailmgr.ingress.listener import IngressServer
 from mailmgr.ingress.tls import server_context
+from mailmgr.ingress.truststore import TrustAnchors, load_trust_store
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
 from mailmgr.pipeline import Pipeline, compile_rule_sets
 from mailmgr.rules.address_lists import AddressListIndex, build_indexes
@@ -103,11 +105,12 @@ class App:
         # Clients open lazily on first use, so a config without AWS actions never needs
         # credentials or a network.
         self._aws = AwsClients(AwsSettings.from_server(server))
+        secrets = SecretStore(self._aws)
         resources = Resources(
             config=self.config,
             archives=dict(self._archives),
             aws=self._aws,
-            secrets=SecretStore(self._aws),
+            secrets=secrets,
         )
         self._verdicts = VerdictsService.from_config(self.config)
         pipeline = Pipeline(
@@ -121,14 +124,19 @@ class App:
         acceptor = SpoolAcceptor(self._store, self._worker)
         indexes = build_indexes(self.config.address_lists)
         policy_checks = TrafficPolicyCheck.compile_all(self.config, indexes)
+        throttle = AuthThrottle()  # one per process: failures count across ingress points
         for ingress in self.config.ingress_points:
+            ssl_context, trust = self._ssl_context(ingress)
             srv = IngressServer(
                 ingress,
                 hostname=server.hostname,
                 max_message_size=_max_size(self.config, ingress),
                 acceptor=acceptor,
                 recipient_policy=policy_checks[ingress.traffic_policy_id],
-                ssl_context=self._ssl_context(ingress),
+                ssl_context=ssl_context,
+                trust=trust,
+                secrets=secrets,
+                throttle=throttle,
             )
             await srv.start()
             self.servers.append(srv)
@@ -137,7 +145,11 @@ class App:
             hostname=server.hostname,
             recovered=len(recovered),
             listeners=[
-                {"ingress_point": s.ingress_point.name, "address": f"{h}:{p}"}
+                {
+                    "ingress_point": s.ingress_point.name,
+                    "address": f"{h}:{p}",
+                    "tls_wrapped": (h, p) in s.wrapped_addresses(),
+                }
                 for s in self.servers
                 for h, p in s.addresses()
             ],
@@ -164,10 +176,11 @@ class App:
         logs.event("server.stopped")
 
     def reload_certificates(self) -> None:
-        """SIGHUP: new TLS contexts for new connections; open sessions keep theirs."""
+        """SIGHUP: new TLS contexts and mTLS trust stores for new connections; open sessions
+        keep theirs. A point whose files no longer load keeps its previous ones."""
         for srv in self.servers:
             try:
-                srv.reload_tls(self._ssl_context(srv.ingress_point))
+                srv.reload_tls(*self._ssl_context(srv.ingress_point))
             except (ConfigError, ValueError) as exc:
                 logs.error(
                     "tls.reload_failed", ingress_point=srv.ingress_point.name, error=str(exc)
@@ -196,12 +209,20 @@ class App:
                 note="self-signed development certificate; replace it for production",
             )
 
-    def _ssl_context(self, ingress: IngressPoint) -> ssl.SSLContext | None:
-        if ingress.tls_certificate is None:
-            if ingress.tls_policy is not TlsPolicy.OPTIONAL:
-                raise ValueError(f"ingress point {ingress.name} needs a TlsCertificate")
-            return None
-        return server_context(ingress.tls_certificate)
+    def _ssl_context(
+        self, ingress: IngressPoint
+    ) -> tuple[ssl.SSLContext | None, TrustAnchors | None]:
+        """The point's server context and, for MTLS, its trust store (expired CAs and CRLs
+        dropped with a warning). Raises ConfigError or ValueError."""
+        if ingress.tls_certificate is None:  # the loader allows this only for plain OPEN points
+            return None, None
+        trust = None
+        if ingress.trust_store is not None:
+            trust = load_trust_store(ingress.trust_store, ingress_point=ingress.name)
+        context = server_context(
+            ingress.tls_certificate, fips=ingress.tls_policy is TlsPolicy.FIPS, trust=trust
+        )
+        return context, trust
 
 
 async def serve(config: Config) -> int:

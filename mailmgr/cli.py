@@ -1,4 +1,4 @@
-"""The `mailmgr` command: serve | check-config | explain | archive search/get | certs dev.
+"""The `mailmgr` command: serve | check-config | explain | archive search/get | certs ....
 
 Parses arguments and turns expected errors (config problems, missing files, bad values) into a
 clear message and an exit status; no traceback reaches the terminal for those.
@@ -123,14 +123,53 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     return get_command(config, args.id, archive=args.archive, out=sys.stdout.buffer)
 
 
-def _cmd_certs(args: argparse.Namespace) -> int:
-    from mailmgr.certs import create_dev_server_certificate
+def _serial(text: str) -> int:
+    """A serial as certificates print it: hex, with or without colons (`0A:DE:EB:89`)."""
+    try:
+        return int(text.replace(":", "").removeprefix("0x"), 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hex serial number") from None
 
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from mailmgr import certs
+    from mailmgr.certinfo import format_serial
+
+    command = args.certs_command
+    if command == "truststore":
+        print(certs.trust_store_yaml([Path(d) for d in args.dirs]), end="")
+        return 0
     directory = Path(args.dir)
-    ca = create_dev_server_certificate(
-        directory / "server.pem", directory / "server.key", args.hostname
-    )
-    print(f"wrote {directory / 'server.pem'} and {directory / 'server.key'}; trust {ca}")
+    if command == "dev":
+        ca = certs.create_dev_server_certificate(
+            directory / "server.pem", directory / "server.key", args.hostname
+        )
+        print(f"wrote {directory / 'server.pem'} and {directory / 'server.key'}; trust {ca}")
+    elif command == "ca":
+        certs.load_or_create_ca(directory, common_name=args.cn)
+        print(f"CA: {directory / 'ca.pem'} (key {directory / 'ca.key'})")
+    elif command == "client":
+        try:
+            sans = [certs.parse_san(text) for text in args.san or ()]
+        except ValueError as exc:
+            print(f"mailmgr certs client: {exc}", file=sys.stderr)
+            return 2
+        issued = certs.create_client_certificate(
+            directory, args.name, args.cn, sans,
+            serial=args.serial, days=args.days, expired=args.expired,
+        )
+        serial = format_serial(issued.certificate.serial_number)
+        print(f"wrote {directory / (args.name + '.pem')} and {directory / (args.name + '.key')}"
+              f" (CN={args.cn}, serial {serial})")
+    else:  # crl
+        serials = list(args.serial or ())
+        for file in args.revoke or ():
+            serials.append(x509.load_pem_x509_certificate(Path(file).read_bytes()).serial_number)
+        path = certs.revoke(directory, serials, days=args.days)
+        listed = ", ".join(format_serial(n) for n in serials) or "nothing new"
+        print(f"wrote {path} (revoked: {listed})")
     return 0
 
 
@@ -184,10 +223,35 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("certs", help="development certificates for smoke tests")
     csub = p.add_subparsers(dest="certs_command", required=True)
-    d = csub.add_parser("dev", help="a dev CA and a server certificate signed by it")
-    d.add_argument("--dir", default="certs", help="output folder (default: certs)")
+    folder = argparse.ArgumentParser(add_help=False)
+    folder.add_argument("--dir", default="certs",
+                        help="folder of the CA (ca.pem, ca.key) and outputs (default: certs)")
+    d = csub.add_parser("dev", parents=[folder],
+                        help="a dev CA and a server certificate signed by it")
     d.add_argument("--hostname", default="localhost", help="server name (default: localhost)")
-    d.set_defaults(func=_cmd_certs)
+    d = csub.add_parser("ca", parents=[folder], help="create the folder's CA if missing")
+    d.add_argument("--cn", default="mailmgr dev CA", help="the CA's common name")
+    d = csub.add_parser("client", parents=[folder],
+                        help="a client certificate signed by the folder's CA")
+    d.add_argument("--name", required=True, help="output file stem: NAME.pem, NAME.key")
+    d.add_argument("--cn", required=True, help="subject common name")
+    d.add_argument("--san", action="append", metavar="TYPE:VALUE",
+                   help="subject alternative name, repeatable: email:, dns:, uri:, ip:, "
+                        "dirname: (RFC 4514), rid: (OID)")
+    d.add_argument("--serial", type=_serial, help="serial number in hex (default: random)")
+    d.add_argument("--days", type=int, help="validity in days (default: 825)")
+    d.add_argument("--expired", action="store_true", help="a certificate that has expired")
+    d = csub.add_parser("crl", parents=[folder],
+                        help="(re)write the folder's crl.pem, adding revoked certificates")
+    d.add_argument("--revoke", action="append", metavar="CERT.pem",
+                   help="revoke this certificate (repeatable)")
+    d.add_argument("--serial", action="append", type=_serial, help="revoke this hex serial")
+    d.add_argument("--days", type=int, default=30, help="CRL validity (default: 30 days)")
+    d = csub.add_parser("truststore",
+                        help="print a TlsAuthConfiguration YAML block for the folders' CAs")
+    d.add_argument("dirs", nargs="+", metavar="DIR", help="CA folders (ca.pem, crl.pem)")
+    for name, action in csub.choices.items():
+        action.set_defaults(func=_cmd_certs, certs_command=name)
     return parser
 
 

@@ -7,9 +7,9 @@ loader already builds full models for all of them). Callers attach the JSON path
 from __future__ import annotations
 
 NOT_IMPLEMENTED_ACTIONS: frozenset[str] = frozenset()
-NOT_IMPLEMENTED_INGRESS_TYPES: frozenset[str] = frozenset({"AUTH", "MTLS"})
-NOT_IMPLEMENTED_TLS_POLICIES: frozenset[str] = frozenset({"FIPS"})
-TLS_WRAPPED_LISTEN_IMPLEMENTED = False
+NOT_IMPLEMENTED_INGRESS_TYPES: frozenset[str] = frozenset()
+NOT_IMPLEMENTED_TLS_POLICIES: frozenset[str] = frozenset()
+TLS_WRAPPED_LISTEN_IMPLEMENTED = True
 OPEN_INGRESS_CONFIGURATION_IMPLEMENTED = False
 NOT_IMPLEMENTED_ARCHIVE_STORAGE: frozenset[str] = frozenset({"S3"})
 

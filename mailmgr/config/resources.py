@@ -125,6 +125,11 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
         p.ctx.problem(p.at("TlsPolicy"), problem)
     if tls_policy in (TlsPolicy.REQUIRED, TlsPolicy.FIPS) and certificate is None:
         p.ctx.problem(p.at("TlsPolicy"), f"TlsPolicy {tls_policy} needs a TlsCertificate")
+    if wrapped and certificate is None:
+        p.ctx.problem(p.at("TlsWrappedListen"), "TlsWrappedListen needs a TlsCertificate")
+    if kind is not IngressPointType.OPEN and certificate is None:
+        # AUTH is never accepted without TLS and MTLS is TLS: neither works without one.
+        p.ctx.problem(p.at("Type"), f"an {kind} ingress point needs a TlsCertificate")
     if kind is IngressPointType.MTLS and tls_policy is TlsPolicy.OPTIONAL:
         p.ctx.problem(p.at("TlsPolicy"), "TlsPolicy OPTIONAL is not allowed for an MTLS "
                                          "ingress point")

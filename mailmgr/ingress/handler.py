@@ -11,7 +11,7 @@ from mailmgr.config.models import IngressPoint
 from mailmgr.ingress import replies
 from mailmgr.ingress.replies import Reply
 from mailmgr.ingress.seams import Acceptor, RecipientPolicy
-from mailmgr.message import Envelope, SessionFacts
+from mailmgr.message import ClientCertificate, Envelope, SessionFacts
 
 
 class IngressHandler:
@@ -73,5 +73,25 @@ class IngressHandler:
             recipients=len(envelope.rcpt_to),
             size=len(content),
             tls=session.tls,
+            tls_wrapped=session.tls_wrapped,
+            tls_protocol=session.tls_protocol,
+            tls_cipher=session.tls_cipher,
+            auth_user=session.auth_user,
+            client_certificate=_certificate_fields(session.client_certificate),
         )
         return replies.queued(message_id)
+
+
+def _certificate_fields(cert: ClientCertificate | None) -> dict[str, object] | None:
+    """The client certificate as Mail Manager's ingress logs carry it."""
+    if cert is None:
+        return None
+    sans = {name: list(values) for name, values in cert.attributes if name.startswith("SAN_")}
+    return {
+        "common_names": list(cert.values("CN")),
+        "serial_number": next(iter(cert.values("SERIAL_NUMBER")), None),
+        "subject_alternative_names": sans,
+        "issuer": cert.issuer,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+    }

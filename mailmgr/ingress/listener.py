@@ -11,11 +11,14 @@ import socket
 import ssl
 
 from mailmgr import logs
-from mailmgr.config.models import IngressPoint, IngressPointStatus, TlsPolicy
+from mailmgr.config.models import IngressPoint, IngressPointStatus, IngressPointType, TlsPolicy
 from mailmgr.ingress import replies
+from mailmgr.ingress.auth import Authenticator, AuthThrottle, SecretSource
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.seams import Acceptor, RecipientPolicy
-from mailmgr.ingress.smtp import SessionSet, SmtpProtocol, SmtpSettings, effective_size_limit
+from mailmgr.ingress.settings import SessionSet, SmtpSettings, effective_size_limit
+from mailmgr.ingress.smtp import SmtpProtocol
+from mailmgr.ingress.truststore import TrustAnchors
 
 _BACKLOG = 512
 
@@ -30,7 +33,8 @@ class _ClosedProtocol(asyncio.Protocol):
 
 
 class IngressServer:
-    """The STARTTLS-capable listeners of one ingress point (`Listen`), on the running loop."""
+    """The listeners of one ingress point on the running loop: `Listen` (STARTTLS-capable) and
+    `TlsWrappedListen` (implicit TLS)."""
 
     def __init__(
         self,
@@ -42,19 +46,42 @@ class IngressServer:
         recipient_policy: RecipientPolicy,
         ssl_context: ssl.SSLContext | None,
         command_timeout: float = 300.0,
+        trust: TrustAnchors | None = None,
+        secrets: SecretSource | None = None,
+        throttle: AuthThrottle | None = None,
     ) -> None:
         """`max_message_size` is the traffic policy's MaxMessageSizeBytes (None: 40 MB); the
         smaller of it and 40 MB applies. `command_timeout`: seconds a client may stay silent.
-        Raises ValueError for TlsPolicy REQUIRED/FIPS without an SSL context.
+        `ssl_context` comes from `tls.server_context` (with `fips` for TlsPolicy FIPS and, for
+        MTLS, `trust`, which must also be passed here for the revocation check). `secrets`
+        serves an AUTH point's SecretArn; `throttle` counts its failed logins per client IP.
+        Raises ValueError for TlsPolicy REQUIRED/FIPS, TlsWrappedListen or MTLS without an SSL
+        context, MTLS without `trust`, and AUTH without a password source.
         """
         self.ingress_point = ingress_point
         self._status = ingress_point.status
+        if ingress_point.type is IngressPointType.MTLS and trust is None:
+            raise ValueError(f"MTLS ingress point {ingress_point.name} needs a trust store")
+        if ingress_point.tls_wrapped_listen and ssl_context is None:
+            raise ValueError(f"TlsWrappedListen of {ingress_point.name} needs a certificate")
+        auth = None
+        if ingress_point.type is IngressPointType.AUTH:
+            auth = Authenticator(
+                ingress_point.id,
+                password=ingress_point.smtp_password,
+                secret_arn=ingress_point.secret_arn,
+                secrets=secrets,
+            )
         self._settings = SmtpSettings(
             hostname=hostname,
             max_message_size=effective_size_limit(max_message_size),
             require_tls=ingress_point.tls_policy in (TlsPolicy.REQUIRED, TlsPolicy.FIPS),
             ssl_context=ssl_context,
             timeout=command_timeout,
+            auth=auth,
+            throttle=throttle or AuthThrottle(),
+            trust=trust,
+            fips=ingress_point.tls_policy is TlsPolicy.FIPS,
         )
         self._handler = IngressHandler(ingress_point, acceptor, recipient_policy)
         self._sessions = SessionSet()
@@ -76,16 +103,25 @@ class IngressServer:
         """CLOSED applies to new connections; sessions already open continue."""
         self._status = status
 
-    def reload_tls(self, ssl_context: ssl.SSLContext | None) -> None:
-        """SIGHUP: new connections get the new certificate; open sessions keep the settings
-        they were created with (each protocol holds its own reference)."""
+    def reload_tls(
+        self, ssl_context: ssl.SSLContext | None, trust: TrustAnchors | None = None
+    ) -> None:
+        """SIGHUP: new connections get the new certificate and trust store; open sessions keep
+        the settings they were created with (each protocol holds its own reference). The
+        AUTH throttle's counters survive."""
         old = self._settings
+        if self.ingress_point.type is IngressPointType.MTLS and trust is None:
+            raise ValueError(f"MTLS ingress point {self.ingress_point.name} needs a trust store")
         self._settings = SmtpSettings(
             hostname=old.hostname,
             max_message_size=old.max_message_size,
             require_tls=old.require_tls,
             ssl_context=ssl_context,
             timeout=old.timeout,
+            auth=old.auth,
+            throttle=old.throttle,
+            trust=trust,
+            fips=old.fips,
         )
 
     def _protocol(self) -> asyncio.Protocol:
@@ -93,13 +129,23 @@ class IngressServer:
             return _ClosedProtocol()
         return SmtpProtocol(self._settings, self._handler, self._sessions)
 
+    def _wrapped_protocol(self) -> asyncio.Protocol:
+        # A CLOSED point still completes the handshake, so its 421 is readable by the client.
+        closed = self._status is IngressPointStatus.CLOSED
+        return SmtpProtocol(
+            self._settings, self._handler, self._sessions, implicit_tls=True, closed=closed
+        )
+
     async def start(self) -> None:
         """Bind every Listen address (port 0 picks a free port); all or nothing."""
         loop = asyncio.get_running_loop()
+        point = self.ingress_point
+        listeners = [(a, self._protocol) for a in point.listen]
+        listeners += [(a, self._wrapped_protocol) for a in point.tls_wrapped_listen]
         try:
-            for address in self.ingress_point.listen:
+            for address, factory in listeners:
                 server = await loop.create_server(
-                    self._protocol,
+                    factory,
                     host=address.host or None,
                     port=address.port,
                     backlog=_BACKLOG,
@@ -114,6 +160,8 @@ class IngressServer:
             ingress_point=self.ingress_point.name,
             ingress_point_id=self.ingress_point.id,
             addresses=[f"{host}:{port}" for host, port in self.addresses()],
+            tls_wrapped_addresses=[f"{host}:{port}" for host, port in self.wrapped_addresses()],
+            type=self.ingress_point.type.value,
             tls_policy=self.ingress_point.tls_policy.value,
             max_message_size=self.max_message_size,
         )
@@ -123,8 +171,18 @@ class IngressServer:
         return [sock for server in self._servers for sock in server.sockets]
 
     def addresses(self) -> list[tuple[str, int]]:
-        """The bound (host, port) pairs, with the real port when Listen said 0."""
+        """The bound (host, port) pairs, with the real port when Listen said 0: the Listen
+        addresses first, then the TlsWrappedListen ones."""
         return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in self.sockets]
+
+    def wrapped_addresses(self) -> list[tuple[str, int]]:
+        """The bound implicit-TLS (host, port) pairs."""
+        servers = self._servers[len(self.ingress_point.listen):]
+        return [
+            (str(s.getsockname()[0]), int(s.getsockname()[1]))
+            for server in servers
+            for s in server.sockets
+        ]
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; idle sessions get 421 at once, busy ones may finish their

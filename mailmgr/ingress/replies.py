@@ -45,12 +45,34 @@ VRFY = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attemp
 EXPN = Reply(502, "5.5.1", "EXPN not implemented")
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Authentication not enabled")
 
+# ---------------------------------------------------------------- AUTH (RFC 4954)
+
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+AUTH_ENCRYPTION_REQUIRED = Reply(
+    538, "5.7.11", "Encryption required for requested authentication mechanism"
+)
+AUTH_TEMPORARY_FAILURE = Reply(454, "4.7.0", "Temporary authentication failure")
+AUTH_TOO_MANY_FAILURES = Reply(421, "4.7.0", "Too many authentication failures, closing connection")
+AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+AUTH_UNDECODABLE = Reply(501, "5.5.2", "Cannot decode response")
+AUTH_MALFORMED = Reply(501, "5.5.2", "Malformed authentication response")
+AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication exchange line is too long")
+AUTH_ALREADY = Reply(503, "5.5.1", "Already authenticated")
+AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "AUTH not permitted during a mail transaction")
+AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+AUTH_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
+NEED_EHLO = Reply(503, "5.5.1", "Send EHLO first")
+
 # ---------------------------------------------------------------- TLS
 
 READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
 TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available")
 TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
 STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+CERTIFICATE_REQUIRED = Reply(530, "5.7.0", "Valid client certificate required")
+TLS_CIPHER_REFUSED = Reply(421, "4.7.0", "TLS cipher suite not allowed, closing connection")
 
 # ---------------------------------------------------------------- transaction
 
@@ -128,3 +150,8 @@ def for_library_reply(status: str | bytes) -> Reply:
     if code in ("220", b"220"):
         return READY_TLS
     return TEMPORARY_FAILURE
+
+
+def challenge(text: str) -> bytes:
+    """A SASL challenge (RFC 4954 §4): `334` and base64 text, no enhanced code."""
+    return f"334 {text}\r\n".encode()

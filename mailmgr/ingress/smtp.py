@@ -7,9 +7,9 @@ texts to `replies`; aiosmtpd's private STARTTLS machinery is reused here and now
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import ssl
+from asyncio import sslproto
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -17,12 +17,26 @@ from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mailmgr import logs
 from mailmgr.ingress import replies
+from mailmgr.ingress.auth import AUTH_LINE_LIMIT, SaslError
+from mailmgr.ingress.authcmd import AuthState, authenticate
 from mailmgr.ingress.data import read_message
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.replies import Reply
+from mailmgr.ingress.settings import (
+    AWS_MAX_MESSAGE_SIZE,
+    SessionSet,
+    SmtpSettings,
+    Transaction,
+    effective_size_limit,
+    parse_params,
+    peer_ip,
+)
+from mailmgr.ingress.tls import Refusal, SessionTls, check_session
 from mailmgr.message import Envelope, SessionFacts
 
-AWS_MAX_MESSAGE_SIZE = 41_943_040  # 40 MB, Mail Manager's per-message limit
+__all__ = ["AWS_MAX_MESSAGE_SIZE", "SessionSet", "SmtpProtocol", "SmtpSettings",
+           "effective_size_limit"]
+
 MAX_RECIPIENTS = 100  # Mail Manager's per-message limit
 COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4
 # SIZE= (RFC 1870) adds 26 octets, SMTPUTF8 (RFC 6531) 10, BODY=8BITMIME (RFC 6152) 14.
@@ -39,110 +53,6 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?=\s|\Z)")
 
 
-def effective_size_limit(policy_max: int | None) -> int:
-    """The traffic policy's MaxMessageSizeBytes or 40 MB, whichever is smaller."""
-    if policy_max is None or policy_max <= 0:
-        return AWS_MAX_MESSAGE_SIZE
-    return min(policy_max, AWS_MAX_MESSAGE_SIZE)
-
-
-class SmtpSettings:
-    """Per-ingress-point constants shared by every connection (built once per listener)."""
-
-    __slots__ = (
-        "ehlo_plain",
-        "ehlo_tls",
-        "hostname",
-        "max_message_size",
-        "require_tls",
-        "ssl_context",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        *,
-        hostname: str,
-        max_message_size: int,
-        require_tls: bool,
-        ssl_context: ssl.SSLContext | None,
-        timeout: float = 300.0,
-    ) -> None:
-        """`timeout`: seconds a client may stay silent (RFC 5321 §4.5.3.2 suggests 5 min)."""
-        if require_tls and ssl_context is None:
-            raise ValueError("a TLS policy that requires STARTTLS needs a server certificate")
-        self.hostname = hostname
-        self.max_message_size = max_message_size
-        self.require_tls = require_tls
-        self.ssl_context = ssl_context
-        self.timeout = timeout
-        common = (
-            f"SIZE {max_message_size}",
-            "8BITMIME",
-            "SMTPUTF8",
-            "PIPELINING",
-            "ENHANCEDSTATUSCODES",
-        )
-        self.ehlo_tls = replies.ehlo(hostname, common)
-        self.ehlo_plain = (
-            replies.ehlo(hostname, (*common, "STARTTLS")) if ssl_context else self.ehlo_tls
-        )
-
-
-class SessionSet:
-    """The live connections of one listener, so shutdown can reach them."""
-
-    def __init__(self) -> None:
-        self.live: set[SmtpProtocol] = set()
-        self._empty = asyncio.Event()
-        self._empty.set()
-
-    def add(self, session: SmtpProtocol) -> None:
-        self.live.add(session)
-        self._empty.clear()
-
-    def discard(self, session: SmtpProtocol) -> None:
-        self.live.discard(session)
-        if not self.live:
-            self._empty.set()
-
-    async def wait_empty(self) -> None:
-        await self._empty.wait()
-
-
-class _Transaction:
-    __slots__ = ("body_8bit", "facts", "mail_from", "rcpt_attempted", "recipients", "smtputf8")
-
-    def __init__(self, mail_from: str, facts: SessionFacts, smtputf8: bool, body_8bit: bool):
-        self.mail_from = mail_from
-        self.facts = facts
-        self.smtputf8 = smtputf8
-        self.body_8bit = body_8bit
-        self.recipients: list[str] = []
-        self.rcpt_attempted = False
-
-
-def _peer_ip(host: str) -> str:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-def _parse_params(text: str) -> dict[str, str | None] | None:
-    """ESMTP parameters (RFC 5321 §4.1.2 esmtp-param); None when one is malformed."""
-    params: dict[str, str | None] = {}
-    for token in text.split():
-        key, eq, value = token.partition("=")
-        if not (key.isascii() and key.isalnum()) or (eq and not value):
-            return None
-        params[key.upper()] = value if eq else None
-    return params
-
-
 Command = Callable[["SmtpProtocol", str | None], Awaitable[None]]
 
 
@@ -151,7 +61,17 @@ class SmtpProtocol(SMTP):
 
     _COMMANDS: ClassVar[dict[str, Command]] = {}
 
-    def __init__(self, settings: SmtpSettings, handler: IngressHandler, sessions: SessionSet):
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        handler: IngressHandler,
+        sessions: SessionSet,
+        *,
+        implicit_tls: bool = False,
+        closed: bool = False,
+    ):
+        """`implicit_tls`: a TlsWrappedListen connection (TLS from the first byte);
+        `closed`: the ingress point is CLOSED, so the session only gets 421."""
         # SMTP.__init__ is skipped on purpose: per connection it reflects over every attribute
         # to build hook and command tables we do not use (~95 µs and ~3 KiB per connection).
         # These are the attributes the aiosmtpd methods we keep (connection_made/lost,
@@ -180,22 +100,86 @@ class SmtpProtocol(SMTP):
         self._settings = settings
         self._handler = handler
         self._sessions = sessions
-        self._tx: _Transaction | None = None
+        self._tx: Transaction | None = None
         self._peer = ("", 0)
         self._idle = False
         self._stopping = False
         self._done = False
         self._out: list[bytes] = []  # replies held back while pipelined commands are waiting
+        self._implicit = implicit_tls
+        self._closed_point = closed
+        # Set once a handshake (STARTTLS or implicit) has finished. aiosmtpd 1.4.6 only counts
+        # STARTTLS as TLS (`_tls_protocol`, `session.ssl`: None on implicit TLS, so its AUTH
+        # would refuse there): every TLS decision here (AUTH, EHLO, REQUIRED) uses this.
+        self._tls: SessionTls | None = None
+        self._auth_user: str | None = None
 
     # ------------------------------------------------------------ connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        first = self.transport is None
-        super().connection_made(transport)
+        # Called for the TCP connection, then again with the TLS transport once a handshake
+        # (STARTTLS, or implicit TLS started below) has finished.
+        first = self.transport is None and self._original_transport is None
         if first:
             peer = transport.get_extra_info("peername") or ("", 0)
-            self._peer = (_peer_ip(str(peer[0])), int(peer[1]))
+            self._peer = (peer_ip(str(peer[0])), int(peer[1]))
             self._sessions.add(self)
+            if self._implicit:
+                return self._start_implicit_tls(transport)
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._tls_established(ssl_object)
+
+    def _start_implicit_tls(self, transport: asyncio.BaseTransport) -> None:
+        """Wrap the TCP connection as aiosmtpd's STARTTLS does, so TlsWrappedListen and
+        STARTTLS share one handshake path (and SIGHUP's new context applies to both)."""
+        context = self._settings.ssl_context
+        assert context is not None and isinstance(transport, asyncio.Transport)
+        waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, context, waiter, server_side=True
+        )
+        self._original_transport = transport
+        transport.set_protocol(self._tls_protocol)
+        self._tls_protocol.connection_made(transport)
+        waiter.add_done_callback(self._implicit_handshake_done)
+
+    def _implicit_handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        error = None if waiter.cancelled() else waiter.exception()
+        if error is None and not waiter.cancelled():
+            return
+        # The TLS layer never reported the connection, so it will not report its loss.
+        self._log_handshake_failure(error)
+        self._sessions.discard(self)
+        if self._original_transport is not None:
+            self._original_transport.close()
+
+    def _log_handshake_failure(self, error: BaseException | None) -> None:
+        reason = getattr(error, "reason", None) or type(error).__name__
+        logs.event(
+            "tls.handshake_failed",
+            ingress_point=self._handler.ingress_point.name,
+            peer_ip=self._peer[0],
+            tls_wrapped=self._implicit,
+            reason=str(reason),
+        )
+
+    def _tls_established(self, ssl_object: ssl.SSLObject) -> None:
+        settings = self._settings
+        self._tls = tls = check_session(ssl_object, fips=settings.fips, trust=settings.trust)
+        self._auth_user = None
+        if tls.refusal is not None:
+            cert = tls.client_certificate
+            logs.warning(
+                "tls.session_refused",
+                ingress_point=self._handler.ingress_point.name,
+                peer_ip=self._peer[0],
+                reason=tls.refusal.value,
+                tls_protocol=tls.protocol,
+                tls_cipher=tls.cipher,
+                client_certificate=cert.to_json() if cert else None,
+            )
 
     def connection_lost(self, error: Exception | None) -> None:
         self._sessions.discard(self)
@@ -256,6 +240,12 @@ class SmtpProtocol(SMTP):
 
     async def _handle_client(self) -> None:
         try:
+            if self._closed_point:
+                await self._send(replies.CLOSED)
+                return
+            if self._tls is not None and self._tls.refusal is Refusal.FIPS_CIPHER:
+                await self._send(replies.TLS_CIPHER_REFUSED)
+                return
             await self._send(replies.banner(self._settings.hostname))
             bogus = BOGUS_LIMIT
             while self.transport is not None and not self._done:
@@ -284,7 +274,8 @@ class SmtpProtocol(SMTP):
                         break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except TLSSetupException:
+        except TLSSetupException as error:
+            self._log_handshake_failure(error.__cause__)
             # The TLS layer never reported the connection to us, so it will not report its
             # loss either: finish the connection here, as aiosmtpd does.
             if self.transport is not None:
@@ -316,6 +307,8 @@ class SmtpProtocol(SMTP):
         verb = verb_bytes.decode("ascii").upper()
         extended = self.session is not None and self.session.extended_smtp
         limit = MAIL_COMMAND_LIMIT if extended and verb in ("MAIL", "RCPT") else COMMAND_LIMIT
+        if verb == "AUTH":
+            limit = AUTH_LINE_LIMIT
         if len(line) > limit:
             return replies.LINE_TOO_LONG
         # Arguments may be UTF-8 (RFC 6531); anything else could not be stored or relayed.
@@ -325,7 +318,7 @@ class SmtpProtocol(SMTP):
             return replies.NOT_UTF8
         if (
             self._settings.require_tls
-            and self._tls_protocol is None
+            and self._tls is None
             and verb not in ALLOWED_BEFORE_STARTTLS
         ):
             return replies.STARTTLS_FIRST
@@ -367,9 +360,8 @@ class SmtpProtocol(SMTP):
         self._tx = None
         self.session.host_name = arg
         self.session.extended_smtp = True
-        tls_active = self._tls_protocol is not None
         await self._send_bytes(
-            self._settings.ehlo_tls if tls_active else self._settings.ehlo_plain
+            self._settings.ehlo_tls if self._tls is not None else self._settings.ehlo_plain
         )
 
     async def smtp_NOOP(self, arg: str | None) -> None:
@@ -397,12 +389,43 @@ class SmtpProtocol(SMTP):
         await self._send(replies.EXPN)
 
     async def smtp_AUTH(self, arg: str | None) -> None:
-        await self._send(replies.AUTH_NOT_ENABLED)
+        assert self.session is not None
+        reply, user = await authenticate(
+            arg,
+            self._settings,
+            AuthState(
+                ingress_point=self._handler.ingress_point.name,
+                peer_ip=self._peer[0],
+                extended=self.session.extended_smtp,
+                tls=self._tls is not None,
+                authenticated=self._auth_user is not None,
+                in_transaction=self._tx is not None,
+            ),
+            self._ask,
+        )
+        if user is not None:
+            self._auth_user = user
+        await self._send(reply)
+        if reply.closes:
+            self._done = True
+
+    async def _ask(self, challenge: str) -> str:
+        """Send a 334 challenge and read the client's response line."""
+        await self._send_bytes(replies.challenge(challenge), flush=True)
+        self._reset_timeout()
+        try:
+            line: bytes = await self._reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as overrun:
+            await self._discard_line(overrun.consumed)
+            raise SaslError("too_long") from None
+        if len(line) > AUTH_LINE_LIMIT:
+            raise SaslError("too_long")
+        return line.rstrip(b"\r\n").decode("ascii", "replace").strip()
 
     async def smtp_STARTTLS(self, arg: str | None) -> None:
         if arg:
             return await self._send(replies.NO_ARGUMENTS)
-        if self._tls_protocol is not None:
+        if self._tls is not None:
             return await self._send(replies.TLS_ALREADY_ACTIVE)
         if self.tls_context is None:
             return await self._send(replies.TLS_NOT_AVAILABLE)
@@ -410,6 +433,9 @@ class SmtpProtocol(SMTP):
         # empties the read buffer: commands pipelined in plaintext after STARTTLS are dropped
         # (RFC 3207 §4.2) before this coroutine resumes.
         await super().smtp_STARTTLS(None)
+        if self._tls is not None and self._tls.refusal is Refusal.FIPS_CIPHER:
+            await self._send(replies.TLS_CIPHER_REFUSED)
+            self._done = True
 
     # ------------------------------------------------------------ transaction commands
 
@@ -433,10 +459,7 @@ class SmtpProtocol(SMTP):
 
     def _facts(self) -> SessionFacts:
         assert self.session is not None
-        ssl_object = None
-        if self._tls_protocol is not None and self.transport is not None:
-            ssl_object = self.transport.get_extra_info("ssl_object")
-        cipher = ssl_object.cipher() if ssl_object is not None else None
+        tls = self._tls
         point = self._handler.ingress_point
         return SessionFacts(
             ingress_point_id=point.id,
@@ -444,16 +467,32 @@ class SmtpProtocol(SMTP):
             peer_ip=self._peer[0],
             peer_port=self._peer[1],
             helo=self.session.host_name or "",
-            tls=ssl_object is not None,
-            tls_wrapped=False,
-            tls_protocol=ssl_object.version() if ssl_object is not None else None,
-            tls_cipher=cipher[0] if cipher else None,
+            tls=tls is not None,
+            tls_wrapped=tls is not None and self._implicit,
+            tls_protocol=tls.protocol if tls is not None else None,
+            tls_cipher=tls.cipher if tls is not None else None,
+            auth_user=self._auth_user,
+            client_certificate=tls.client_certificate if tls is not None else None,
         )
+
+    def _mail_refusal(self) -> Reply | None:
+        """MTLS needs a verified, unrevoked certificate and AUTH a login before MAIL."""
+        settings = self._settings
+        if settings.trust is not None:
+            tls = self._tls
+            if tls is None or tls.client_certificate is None or tls.refusal is not None:
+                return replies.CERTIFICATE_REQUIRED
+        if settings.auth is not None and self._auth_user is None:
+            return replies.AUTH_REQUIRED
+        return None
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         assert self.session is not None
         if not self.session.host_name:
             return await self._send(replies.NEED_HELO)
+        refusal = self._mail_refusal()
+        if refusal is not None:
+            return await self._send(refusal)
         if self._tx is not None:
             return await self._send(replies.NESTED_MAIL)
         if arg is None or arg[:5].upper() != "FROM:":
@@ -462,7 +501,7 @@ class SmtpProtocol(SMTP):
         if parsed is None:
             return await self._send(replies.BAD_SENDER)
         address, param_text = parsed
-        params = _parse_params(param_text)
+        params = parse_params(param_text)
         if params is None or (params and not self.session.extended_smtp):
             return await self._send(replies.MAIL_SYNTAX)
         body = params.pop("BODY", "7BIT")
@@ -479,7 +518,7 @@ class SmtpProtocol(SMTP):
                 return await self._send(replies.TOO_BIG)
         if params:
             return await self._send(replies.UNKNOWN_PARAMETER)
-        self._tx = _Transaction(
+        self._tx = Transaction(
             mail_from="" if address == "<>" else address,
             facts=self._facts(),
             smtputf8=smtputf8,
@@ -500,7 +539,7 @@ class SmtpProtocol(SMTP):
         if parsed is None or parsed[0] == "<>":
             return await self._send(replies.BAD_RECIPIENT)
         address, param_text = parsed
-        params = _parse_params(param_text)
+        params = parse_params(param_text)
         if params is None or (params and not self.session.extended_smtp):
             return await self._send(replies.RCPT_SYNTAX)
         if params:

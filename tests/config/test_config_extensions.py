@@ -66,6 +66,19 @@ def test_required_tls_needs_certificate(problems: Problems) -> None:
                                    "TlsPolicy REQUIRED needs a TlsCertificate")
 
 
+def test_implicit_tls_needs_certificate(problems: Problems) -> None:
+    (p,) = problems(_ingress(TlsWrappedListen=["127.0.0.1:0"]))
+    assert (p.path, p.message) == (f"{INGRESS}.TlsWrappedListen",
+                                   "TlsWrappedListen needs a TlsCertificate")
+
+
+def test_auth_ingress_needs_certificate(problems: Problems) -> None:
+    found = problems(_ingress(Type="AUTH",
+                              IngressPointConfiguration={"SmtpPassword": "Secret-Pass-1"}))
+    assert [(p.path, p.message) for p in found] == [
+        (f"{INGRESS}.Type", "an AUTH ingress point needs a TlsCertificate")]
+
+
 def test_status_and_certificate_keys(problems: Problems) -> None:
     found = problems(_ingress(Status="OPENED", TlsCertificate={
         "CertificateFile": "a", "PrivateKeyFile": "b", "Chain": "c"}))

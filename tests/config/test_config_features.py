@@ -65,16 +65,26 @@ CERT = {"CertificateFile": "s.pem", "PrivateKeyFile": "s.key"}
 TRUST = {"TlsAuthConfiguration": {"TrustStore": {"CAContent": "-----BEGIN CERTIFICATE-----"}}}
 
 
+@pytest.mark.parametrize("changes", [
+    {"Type": "AUTH", "TlsCertificate": CERT,
+     "IngressPointConfiguration": {"SmtpPassword": "secret-pass"}},
+    {"Type": "AUTH", "TlsPolicy": "REQUIRED", "TlsCertificate": CERT,
+     "IngressPointConfiguration": {
+         "SecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf"}},
+    {"Type": "MTLS", "TlsPolicy": "REQUIRED", "TlsCertificate": CERT,
+     "IngressPointConfiguration": TRUST},
+    {"TlsPolicy": "FIPS", "TlsCertificate": CERT},
+    {"TlsWrappedListen": ["127.0.0.1:0"], "TlsCertificate": CERT},
+])
+def test_secure_ingress_features_are_accepted(tmp_path: Path, changes: dict[str, Any]) -> None:
+    loaded = config.load(write(tmp_path, _ingress(**changes)))
+    point = loaded.ingress_points[0]
+    assert point.type.value == changes.get("Type", "OPEN")
+    assert point.tls_policy.value == changes.get("TlsPolicy", "OPTIONAL")
+    assert len(point.tls_wrapped_listen) == len(changes.get("TlsWrappedListen", []))
+
+
 @pytest.mark.parametrize(("changes", "path", "message"), [
-    ({"Type": "AUTH", "IngressPointConfiguration": {"SmtpPassword": "secret-pass"}},
-     "Type", "ingress point Type 'AUTH' is not implemented yet in this version of mailmgr"),
-    ({"Type": "MTLS", "TlsPolicy": "REQUIRED", "TlsCertificate": CERT,
-      "IngressPointConfiguration": TRUST},
-     "Type", "ingress point Type 'MTLS' is not implemented yet in this version of mailmgr"),
-    ({"TlsPolicy": "FIPS", "TlsCertificate": CERT},
-     "TlsPolicy", "TlsPolicy 'FIPS' is not implemented yet in this version of mailmgr"),
-    ({"TlsWrappedListen": ["127.0.0.1:0"], "TlsCertificate": CERT}, "TlsWrappedListen",
-     "TlsWrappedListen (implicit TLS listeners) is not implemented yet in this version"),
     ({"IngressPointConfiguration": {"SmtpPassword": "secret-pass"}}, "IngressPointConfiguration",
      "IngressPointConfiguration on an OPEN ingress point is not implemented yet"),
 ])

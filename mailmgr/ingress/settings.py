@@ -1,0 +1,148 @@
+"""Per-ingress-point constants shared by every connection, the registry of live sessions, and
+the small value types and parsers of one connection's state.
+
+Settings are built once per listener (and again on SIGHUP); nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from typing import TYPE_CHECKING
+
+from mailmgr.ingress import replies
+from mailmgr.ingress.auth import MECHANISMS, Authenticator, AuthThrottle
+from mailmgr.ingress.truststore import TrustAnchors
+from mailmgr.message import SessionFacts
+
+if TYPE_CHECKING:
+    from mailmgr.ingress.smtp import SmtpProtocol
+
+AWS_MAX_MESSAGE_SIZE = 41_943_040  # 40 MB, Mail Manager's per-message limit
+
+
+def effective_size_limit(policy_max: int | None) -> int:
+    """The traffic policy's MaxMessageSizeBytes or 40 MB, whichever is smaller."""
+    if policy_max is None or policy_max <= 0:
+        return AWS_MAX_MESSAGE_SIZE
+    return min(policy_max, AWS_MAX_MESSAGE_SIZE)
+
+
+class SmtpSettings:
+    """Per-ingress-point constants shared by every connection (built once per listener)."""
+
+    __slots__ = (
+        "auth",
+        "ehlo_plain",
+        "ehlo_tls",
+        "fips",
+        "hostname",
+        "max_message_size",
+        "require_tls",
+        "ssl_context",
+        "throttle",
+        "timeout",
+        "trust",
+    )
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        max_message_size: int,
+        require_tls: bool,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float = 300.0,
+        auth: Authenticator | None = None,
+        throttle: AuthThrottle | None = None,
+        trust: TrustAnchors | None = None,
+        fips: bool = False,
+    ) -> None:
+        """`timeout`: seconds a client may stay silent (RFC 5321 §4.5.3.2 suggests 5 min).
+        `auth`: AUTH is required before MAIL; `trust`: a verified, unrevoked client
+        certificate is required before MAIL; `fips`: TLS 1.3 suites are checked per session."""
+        if require_tls and ssl_context is None:
+            raise ValueError("a TLS policy that requires STARTTLS needs a server certificate")
+        if trust is not None and ssl_context is None:
+            raise ValueError("an MTLS ingress point needs a server certificate")
+        self.hostname = hostname
+        self.max_message_size = max_message_size
+        self.require_tls = require_tls
+        self.ssl_context = ssl_context
+        self.timeout = timeout
+        self.auth = auth
+        self.throttle = throttle or AuthThrottle()
+        self.trust = trust
+        self.fips = fips
+        common = (
+            f"SIZE {max_message_size}",
+            "8BITMIME",
+            "SMTPUTF8",
+            "PIPELINING",
+            "ENHANCEDSTATUSCODES",
+        )
+        # AUTH is offered only inside TLS (RFC 4954 §4 lets a server hide mechanisms).
+        with_auth = (*common, f"AUTH {' '.join(MECHANISMS)}") if auth else common
+        self.ehlo_tls = replies.ehlo(hostname, with_auth)
+        self.ehlo_plain = (
+            replies.ehlo(hostname, (*common, "STARTTLS"))
+            if ssl_context
+            else replies.ehlo(hostname, common)
+        )
+
+
+class SessionSet:
+    """The live connections of one listener, so shutdown can reach them."""
+
+    def __init__(self) -> None:
+        self.live: set[SmtpProtocol] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def add(self, session: SmtpProtocol) -> None:
+        self.live.add(session)
+        self._empty.clear()
+
+    def discard(self, session: SmtpProtocol) -> None:
+        self.live.discard(session)
+        if not self.live:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
+
+
+class Transaction:
+    """One mail transaction in progress (MAIL accepted, DATA not finished)."""
+
+    __slots__ = ("body_8bit", "facts", "mail_from", "rcpt_attempted", "recipients", "smtputf8")
+
+    def __init__(self, mail_from: str, facts: SessionFacts, smtputf8: bool, body_8bit: bool):
+        self.mail_from = mail_from
+        self.facts = facts
+        self.smtputf8 = smtputf8
+        self.body_8bit = body_8bit
+        self.recipients: list[str] = []
+        self.rcpt_attempted = False
+
+
+def peer_ip(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def parse_params(text: str) -> dict[str, str | None] | None:
+    """ESMTP parameters (RFC 5321 §4.1.2 esmtp-param); None when one is malformed."""
+    params: dict[str, str | None] = {}
+    for token in text.split():
+        key, eq, value = token.partition("=")
+        if not (key.isascii() and key.isalnum()) or (eq and not value):
+            return None
+        params[key.upper()] = value if eq else None
+    return params
