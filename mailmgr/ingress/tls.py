@@ -7,6 +7,7 @@ files, so call it at start-up (or in an executor), never from a running session.
 
 from __future__ import annotations
 
+import ctypes
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,11 +23,36 @@ from mailmgr.message import ClientCertificate
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 # FIPS (semantics.md §2): ECDHE key exchange with AES-GCM only; no ChaCha20, CBC or SHA-1 MACs.
 FIPS_TLS12_CIPHERS = "ECDHE+AESGCM:!aNULL:!eNULL"
-# Python 3.11's ssl cannot set TLS 1.3 suites (SSLContext.set_ciphersuites does not exist and
-# set_ciphers only affects TLS <= 1.2), so a FIPS session whose negotiated TLS 1.3 suite is not
-# one of these is refused right after the handshake (see `check_session`). With server
-# preference, any client that offers an AES-GCM suite gets one.
+# TLS 1.3 suites cannot be set through Python 3.11's ssl module (no set_ciphersuites;
+# set_ciphers only affects TLS <= 1.2), so `_restrict_tls13_suites` calls OpenSSL's
+# SSL_CTX_set_ciphersuites itself and verifies the result with get_ciphers(). Should that ever
+# be unavailable, a FIPS session that negotiated another TLS 1.3 suite is still refused right
+# after the handshake (see `check_session`).
 FIPS_TLS13_SUITES = frozenset({"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"})
+
+
+def _restrict_tls13_suites(context: ssl.SSLContext) -> bool:
+    """Offer only the FIPS TLS 1.3 suites, so a client offering ChaCha20 and AES-GCM gets
+    AES-GCM instead of a refused session. Returns whether the restriction is in effect.
+
+    The SSL_CTX pointer is the first field after the object header of CPython's PySSLContext
+    (stable since 3.x); the call goes to the libssl that `_ssl` itself is linked against. The
+    outcome is checked through the public get_ciphers(), so a layout change can only make this
+    a no-op, never a wrong configuration.
+    """
+    try:
+        lib = ctypes.CDLL(ssl._ssl.__file__)  # type: ignore[attr-defined]
+        set_suites = lib.SSL_CTX_set_ciphersuites
+        set_suites.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        set_suites.restype = ctypes.c_int
+        pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+        if not pointer:
+            return False
+        set_suites(pointer, ":".join(sorted(FIPS_TLS13_SUITES, reverse=True)).encode())
+    except (OSError, AttributeError, ValueError):
+        return False
+    offered = {c["name"] for c in context.get_ciphers() if c.get("protocol") == "TLSv1.3"}
+    return bool(offered) and offered <= FIPS_TLS13_SUITES
 
 
 def server_context(
@@ -52,6 +78,7 @@ def server_context(
         context.set_ciphers(FIPS_TLS12_CIPHERS)
         # X25519 is not a FIPS-approved group; this also limits TLS 1.3 key shares to P-256.
         context.set_ecdh_curve("prime256v1")
+        _restrict_tls13_suites(context)
     if trust is not None:
         # CERT_REQUIRED: no certificate, an unknown CA or an expired certificate fail the
         # handshake. Revocation is checked per CA after it (`check_session`), because
