@@ -82,13 +82,22 @@ class Pipeline:
         if state.verdicts is None:
             state = await self._authenticate(entry, state)
             await checkpoint(state)  # computed once: a retry or restart reuses them
+
+        async def checkpoint_unless_done(state: ProcessingState) -> None:
+            # A done state is returned to the spool worker, which finishes the message durably
+            # at once; writing it first as well would cost a second durable write. Should the
+            # process die in between, the last checkpoint resumes after the last completed
+            # action and finds nothing left to do.
+            if not state.done:
+                await checkpoint(state)
+
         return await execute(
             message_for_actions(message, state),
             state,
             program.rules,
             program.actions,
             retry=self._config.server.retry,
-            checkpoint=checkpoint,
+            checkpoint=checkpoint_unless_done,
             now=self._clock,
         )
 

@@ -5,6 +5,10 @@ must not write records itself except through the store (checkpoint, finish).
 Every pending id is in exactly one of: queued, in flight, scheduled, or (after an overflow) only
 in the store until the rescan picks it up. That is what keeps a message from being processed by
 two workers at once, and from being lost when the queue is full.
+
+Processing yields to ingest: while messages are being submitted fast (SMTP accepts), at most
+`busy_concurrency` run at once, so the accept path keeps the event loop; a message waits for that
+at most `max_defer` seconds (due retries are never held), so the backlog always drains.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from mailmgr.spool.store import SpoolEntry, SpoolStore
 Checkpoint = Callable[[ProcessingState], Awaitable[None]]
 _MAX_TICK = 0.5  # the timer re-reads the clock at least this often (injected clocks jump)
 _MAX_BACKOFF = 300.0
+_RATE_BUCKET = 0.5  # submit-rate buckets (seconds): the rate covers the last 0.5-1 s
+_GATE_TICK = 0.05  # a held message re-checks the ingest signal at least this often
 
 
 class Processor(Protocol):
@@ -45,7 +51,13 @@ class SpoolWorker:
         clock: Callable[[], float] = time.time,
         rescan_interval: float = 30.0,
         crash_backoff: float = 1.0,
+        busy_rate: float = 50.0,
+        busy_concurrency: int = 2,
+        max_defer: float = 10.0,
     ) -> None:
+        """While more than `busy_rate` messages per second are submitted, run at most
+        `busy_concurrency` (at least 1) messages at once; a message queued for `max_defer`
+        seconds runs anyway."""
         self._store = store
         self._processor = processor
         self._concurrency = max(1, concurrency)
@@ -53,7 +65,7 @@ class SpoolWorker:
         self._clock = clock
         self._rescan_interval = rescan_interval
         self._crash_backoff = crash_backoff
-        self._queued: set[str] = set()
+        self._queued: dict[str, float] = {}  # id -> when queued (monotonic; 0: a due retry)
         self._inflight: set[str] = set()
         self._scheduled: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
@@ -65,6 +77,13 @@ class SpoolWorker:
         self._busy: set[asyncio.Task[None]] = set()
         self._helpers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._busy_rate = busy_rate
+        self._busy_concurrency = max(1, min(busy_concurrency, self._concurrency))
+        self._max_defer = max_defer
+        self._bucket = 0  # current submit-rate bucket number and counts of it and the one before
+        self._bucket_count = 0
+        self._previous_count = 0
+        self._slot_freed = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -85,9 +104,21 @@ class SpoolWorker:
     def submit(self, message_id: str) -> None:
         """Queue a freshly committed id. Never blocks: if the queue is full the id stays in the
         store only, and the rescan picks it up when there is room."""
+        self._note_submit()
         if self._stopping or self._known(message_id):
             return
         self._enqueue(message_id)
+
+    @property
+    def ingest_busy(self) -> bool:
+        """True while messages are submitted faster than `busy_rate` per second."""
+        bucket = int(time.monotonic() / _RATE_BUCKET)
+        count = 0
+        if bucket == self._bucket:
+            count = self._bucket_count + self._previous_count
+        elif bucket == self._bucket + 1:
+            count = self._bucket_count
+        return count >= self._busy_rate * 2 * _RATE_BUCKET
 
     async def stop(self, grace: float) -> None:
         """Take no new work; give in-flight messages `grace` seconds, then cancel them. What is
@@ -122,13 +153,20 @@ class SpoolWorker:
     def _known(self, mid: str) -> bool:
         return mid in self._queued or mid in self._inflight or mid in self._scheduled
 
-    def _enqueue(self, mid: str) -> bool:
+    def _note_submit(self) -> None:
+        bucket = int(time.monotonic() / _RATE_BUCKET)
+        if bucket != self._bucket:
+            self._previous_count = self._bucket_count if bucket == self._bucket + 1 else 0
+            self._bucket, self._bucket_count = bucket, 0
+        self._bucket_count += 1
+
+    def _enqueue(self, mid: str, *, due: bool = False) -> bool:
         try:
             self._queue.put_nowait(mid)
         except asyncio.QueueFull:
             self._rescan_wake.set()
             return False
-        self._queued.add(mid)
+        self._queued[mid] = 0.0 if due else time.monotonic()
         return True
 
     def _schedule(self, mid: str, when: float) -> None:
@@ -159,7 +197,7 @@ class SpoolWorker:
                 if self._scheduled.get(mid) != when:
                     continue  # superseded entry
                 del self._scheduled[mid]
-                self._enqueue(mid)  # if full, the rescan finds it in the store
+                self._enqueue(mid, due=True)  # if full, the rescan finds it in the store
             delay = self._heap[0][0] - now if self._heap else _MAX_TICK
             self._timer_wake.clear()
             try:
@@ -186,7 +224,8 @@ class SpoolWorker:
         assert me is not None
         while not self._stopping:
             mid = await self._queue.get()
-            self._queued.discard(mid)
+            await self._yield_to_ingest(mid)  # still counted as queued while it waits
+            self._queued.pop(mid, None)
             if mid in self._inflight:
                 continue
             self._inflight.add(mid)
@@ -196,6 +235,20 @@ class SpoolWorker:
             finally:
                 self._inflight.discard(mid)
                 self._busy.discard(me)
+                self._slot_freed.set()
+
+    async def _yield_to_ingest(self, mid: str) -> None:
+        while (
+            len(self._inflight) >= self._busy_concurrency
+            and not self._stopping
+            and time.monotonic() - self._queued.get(mid, 0.0) < self._max_defer
+            and self.ingest_busy
+        ):
+            self._slot_freed.clear()
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), _GATE_TICK)
+            except TimeoutError:
+                pass
 
     async def _process(self, mid: str) -> None:
         store = self._store

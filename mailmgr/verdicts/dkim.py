@@ -7,6 +7,7 @@ and the DKIM verdict; must not decide DMARC alignment (dmarc.py does, from these
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from mailmgr.message import Verdict
 from mailmgr.verdicts.dns import Outcome, RecordType, Resolver
 
 MAX_SIGNATURES = 10  # a message with more is not worth more DNS traffic; the rest are ignored
+_SIGNATURE_NAME = re.compile(rb"dkim-signature", re.IGNORECASE)
 
 # dkimpy logs every failure at ERROR through its default logger; our result carries the reason.
 _quiet = logging.getLogger("mailmgr.verdicts.dkim.lib")
@@ -122,8 +124,19 @@ def verdict_of(signatures: tuple[DkimSignature, ...]) -> Verdict:
     return Verdict.FAIL
 
 
+def may_be_signed(content: bytes) -> bool:
+    """False when `content` certainly has no DKIM-Signature field (the name appears nowhere), so
+    its DKIM verdict is GRAY without parsing it. Cheap: callers use it to skip the executor."""
+    return _SIGNATURE_NAME.search(content) is not None
+
+
+UNSIGNED = DkimResult(Verdict.GRAY)
+
+
 def check_dkim(resolver: Resolver, content: bytes, budget: float) -> DkimResult:
     """Verify every DKIM-Signature of `content` (up to MAX_SIGNATURES). Never raises."""
+    if not may_be_signed(content):
+        return UNSIGNED
     deadline = time.monotonic() + max(0.001, budget)
     results: list[DkimSignature] = []
     for index, header in enumerate(_signature_headers(content)[:MAX_SIGNATURES]):

@@ -1,11 +1,13 @@
 """The DNS seam of the verdict checks: a Resolver protocol, the dnspython implementation (async for
 the event loop, sync for libraries running in executor threads) and the TTL cache both share.
 
-Owns nameserver settings, timeouts and caching; must not interpret SPF, DKIM or DMARC records.
+Owns nameserver settings, timeouts, caching and request coalescing; must not interpret SPF, DKIM
+or DMARC records.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import threading
@@ -31,6 +33,12 @@ from mailmgr.config.fields import parse_host_port
 _R = TypeVar("_R", bound=dns.resolver.BaseResolver)
 MAX_TTL = 86400.0  # a hostile or broken zone must not pin an answer for longer than a day
 DEFAULT_CACHE_SIZE = 10_000
+# A negative answer without SOA (some forwarders send none) is still cached this long, as
+# resolvers do; otherwise every message re-asks for the same missing _dmarc record.
+DEFAULT_NEGATIVE_TTL = 60.0
+# One UDP attempt waits at most this long; dnspython then retries (with backoff) within the
+# lookup's lifetime, so one dropped datagram does not cost the whole timeout.
+ATTEMPT_TIMEOUT = 1.0
 
 
 class RecordType(StrEnum):
@@ -132,20 +140,21 @@ def _normalise(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
-def _negative_ttl(response: dns.message.Message | None) -> float:
-    """RFC 2308: a negative answer lives for min(SOA TTL, SOA MINIMUM); without SOA, not at all."""
+def _negative_ttl(response: dns.message.Message | None, default: float) -> float:
+    """RFC 2308: a negative answer lives for min(SOA TTL, SOA MINIMUM); without SOA, `default`."""
     if response is None:
-        return 0.0
+        return default
     for rrset in response.authority:
         if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
             return float(min(rrset.ttl, rrset[0].minimum))  # type: ignore[attr-defined]
-    return 0.0
+    return default
 
 
-def _answer_from(rdtype: RecordType, answer: dns.resolver.Answer) -> tuple[DnsAnswer, float]:
+def _answer_from(rdtype: RecordType, answer: dns.resolver.Answer, negative_ttl: float
+                 ) -> tuple[DnsAnswer, float]:
     rrset = answer.rrset
     if rrset is None or len(rrset) == 0:
-        return DnsAnswer(Outcome.NODATA), _negative_ttl(answer.response)
+        return DnsAnswer(Outcome.NODATA), _negative_ttl(answer.response, negative_ttl)
     texts: list[bytes] = []
     values: list[str] = []
     mx: list[tuple[int, str]] = []
@@ -163,11 +172,25 @@ def _answer_from(rdtype: RecordType, answer: dns.resolver.Answer) -> tuple[DnsAn
     return found, float(rrset.ttl)
 
 
+class _SyncFlight:
+    """A lookup in progress on some executor thread; other threads wait for its answer."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: DnsAnswer | None = None
+
+
+_Key = tuple[str, RecordType]
+
+
 class DnsResolver:
     """dnspython-backed Resolver with one cache for async and sync callers.
 
     `nameservers` are `host`, `host:port` or `[v6]:port` strings (Server.Dns.Nameservers);
     empty means the system resolver configuration. `timeout` bounds every lookup.
+    Concurrent lookups of the same (name, type) share one query: a burst of messages from one
+    domain asks once, not once per message (upstream resolvers drop bursts of identical
+    queries, which turns into timeouts).
     """
 
     def __init__(
@@ -176,12 +199,17 @@ class DnsResolver:
         timeout: float = 5.0,
         *,
         cache: DnsCache | None = None,
+        negative_ttl: float = DEFAULT_NEGATIVE_TTL,
     ) -> None:
         self.timeout = timeout
+        self.negative_ttl = max(0.0, negative_ttl)
         self.cache = cache if cache is not None else DnsCache()
         self._servers = [_nameserver(text) for text in nameservers]
         self._async = self._configure(dns.asyncresolver.Resolver(configure=False))
         self._local = threading.local()  # dnspython's sync Resolver is not shared across threads
+        self._flights: dict[_Key, asyncio.Future[DnsAnswer]] = {}
+        self._sync_flights: dict[_Key, _SyncFlight] = {}
+        self._sync_lock = threading.Lock()
 
     def _configure(self, resolver: _R) -> _R:
         if self._servers:
@@ -192,7 +220,7 @@ class DnsResolver:
             except (OSError, dns.resolver.NoResolverConfiguration) as exc:
                 logs.warning("dns.no_system_resolver", error=str(exc))
                 resolver.nameservers = ["127.0.0.1"]
-        resolver.timeout = self.timeout
+        resolver.timeout = min(self.timeout, ATTEMPT_TIMEOUT)
         resolver.lifetime = self.timeout
         resolver.cache = None  # ours is shared with the sync side and bounded
         return resolver
@@ -207,6 +235,10 @@ class DnsResolver:
     def _budget(self, budget: float | None) -> float:
         return self.timeout if budget is None else max(0.001, min(budget, self.timeout))
 
+    def cached(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        """The cached answer, if any, without asking the network."""
+        return self.cache.get(_normalise(name), rdtype)
+
     async def lookup(self, name: str, rdtype: RecordType, budget: float | None = None
                      ) -> DnsAnswer:
         key = _normalise(name)
@@ -215,14 +247,36 @@ class DnsResolver:
             return cached
         if not key:
             return DnsAnswer(Outcome.NXDOMAIN, reason="empty name")
+        loop = asyncio.get_running_loop()
+        flight = self._flights.get((key, rdtype))
+        if flight is not None and flight.get_loop() is loop:
+            try:
+                return await asyncio.wait_for(asyncio.shield(flight), self._budget(budget))
+            except TimeoutError:
+                return DnsAnswer(Outcome.ERROR, reason="timeout")
+        flight = loop.create_future()
+        self._flights[(key, rdtype)] = flight
+        result = DnsAnswer(Outcome.ERROR, reason="cancelled")
+        try:
+            result = await self._query_async(key, rdtype, budget)
+        finally:
+            # Waiters get an answer even when this caller is cancelled; they stay bounded by
+            # their own budget either way.
+            if self._flights.get((key, rdtype)) is flight:
+                del self._flights[(key, rdtype)]
+            flight.set_result(result)
+        return result
+
+    async def _query_async(self, key: str, rdtype: RecordType, budget: float | None
+                           ) -> DnsAnswer:
         try:
             answer = await self._async.resolve(  # type: ignore[attr-defined]
                 key + ".", rdtype.value, lifetime=self._budget(budget),
                 raise_on_no_answer=False, search=False,
             )
-            result, ttl = _answer_from(rdtype, answer)
+            result, ttl = _answer_from(rdtype, answer, self.negative_ttl)
         except Exception as exc:  # every DNS failure becomes an answer
-            result, ttl = _failure(exc)
+            result, ttl = _failure(exc, self.negative_ttl)
         self.cache.put(key, rdtype, result, ttl)
         return result
 
@@ -234,23 +288,42 @@ class DnsResolver:
             return cached
         if not key:
             return DnsAnswer(Outcome.NXDOMAIN, reason="empty name")
+        with self._sync_lock:
+            flight = self._sync_flights.get((key, rdtype))
+            leader = flight is None
+            if flight is None:
+                flight = self._sync_flights[(key, rdtype)] = _SyncFlight()
+        if not leader:
+            flight.done.wait(self._budget(budget))
+            return flight.answer or DnsAnswer(Outcome.ERROR, reason="timeout")
+        result = DnsAnswer(Outcome.ERROR, reason="interrupted")
+        try:
+            result = self._query_sync(key, rdtype, budget)
+        finally:
+            with self._sync_lock:
+                del self._sync_flights[(key, rdtype)]
+            flight.answer = result
+            flight.done.set()
+        return result
+
+    def _query_sync(self, key: str, rdtype: RecordType, budget: float | None) -> DnsAnswer:
         try:
             answer = self._sync_resolver().resolve(
                 key + ".", rdtype.value, lifetime=self._budget(budget),
                 raise_on_no_answer=False, search=False,
             )
-            result, ttl = _answer_from(rdtype, answer)
+            result, ttl = _answer_from(rdtype, answer, self.negative_ttl)
         except Exception as exc:  # every DNS failure becomes an answer
-            result, ttl = _failure(exc)
+            result, ttl = _failure(exc, self.negative_ttl)
         self.cache.put(key, rdtype, result, ttl)
         return result
 
 
-def _failure(exc: Exception) -> tuple[DnsAnswer, float]:
+def _failure(exc: Exception, negative_ttl: float) -> tuple[DnsAnswer, float]:
     if isinstance(exc, dns.resolver.NXDOMAIN):
         responses = list(exc.responses().values())  # type: ignore[no-untyped-call]
         return (DnsAnswer(Outcome.NXDOMAIN),
-                _negative_ttl(responses[0] if responses else None))
+                _negative_ttl(responses[0] if responses else None, negative_ttl))
     if isinstance(exc, dns.exception.Timeout):
         return DnsAnswer(Outcome.ERROR, reason="timeout"), 0.0
     if isinstance(exc, dns.resolver.NoNameservers):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import spf
 
 from mailmgr.message import Verdict
-from mailmgr.verdicts.dns import Outcome, RecordType, Resolver
+from mailmgr.verdicts.dns import DnsAnswer, Outcome, RecordType, Resolver
 
 _MAPPING = {
     "pass": Verdict.PASS,
@@ -96,6 +96,41 @@ def _bind(resolver: Resolver, deadline: float) -> Iterator[None]:
         yield
     finally:
         _bound.context = previous
+
+
+class _CacheMissError(Exception):
+    pass
+
+
+class _CacheOnly:
+    """A Resolver that answers from a cache and fails on anything else, remembering that it
+    did: a check that needed the network is thrown away and re-run in an executor."""
+
+    def __init__(self, cached: Callable[[str, RecordType], DnsAnswer | None]) -> None:
+        self._cached = cached
+        self.missed = False
+
+    def lookup_sync(self, name: str, rdtype: RecordType, budget: float | None = None
+                    ) -> DnsAnswer:
+        answer = self._cached(name, rdtype)
+        if answer is None:
+            self.missed = True
+            raise _CacheMissError(name)
+        return answer
+
+    async def lookup(self, name: str, rdtype: RecordType, budget: float | None = None
+                     ) -> DnsAnswer:
+        return self.lookup_sync(name, rdtype, budget)
+
+
+def check_spf_cached(
+    cached: Callable[[str, RecordType], DnsAnswer | None], ip: str, mail_from: str, helo: str
+) -> SpfResult | None:
+    """check_spf from cached DNS answers only, cheap enough for the event loop (pyspf does no
+    I/O of its own); None when some answer was not cached (then run check_spf in a thread)."""
+    resolver = _CacheOnly(cached)
+    result = check_spf(resolver, ip, mail_from, helo, 1.0)
+    return None if resolver.missed else result
 
 
 def check_spf(

@@ -34,6 +34,7 @@ class Zone:
     records: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     servfail: set[str] = field(default_factory=set)
     timeout: set[str] = field(default_factory=set)  # name, or "name/TYPE"
+    no_soa: set[str] = field(default_factory=set)  # negative answers without an SOA record
     queries: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, name: str, rdtype: str, value: Any) -> Zone:
@@ -49,6 +50,7 @@ class Zone:
         self.records.clear()
         self.servfail.clear()
         self.timeout.clear()
+        self.no_soa.clear()
         self.queries.clear()
 
 
@@ -124,6 +126,8 @@ class DnsServer:
             response.set_rcode(dns.rcode.SERVFAIL)
             return response.to_wire()
         self._fill(response, name, rdtype, set())
+        if name in self.zone.no_soa:
+            response.authority.clear()
         try:
             return response.to_wire(max_size=max_size)
         except dns.exception.TooBig:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from mailmgr.verdicts.dns import DnsCache, DnsResolver, Outcome, RecordType
 from tests.verdicts.dns_server import DnsServer, Zone
@@ -75,3 +78,52 @@ def test_nameserver_forms_are_accepted(dns_server: DnsServer, zone: Zone) -> Non
     DnsResolver([f"[::1]:{dns_server.port}", "::1", "127.0.0.1"], timeout=0.5)  # all parse
     resolver = DnsResolver([f"localhost:{dns_server.port}"], timeout=0.5)
     assert resolver.lookup_sync("x.test", RecordType.A).values == ("192.0.2.9",)
+
+
+async def test_negative_answer_without_soa_is_cached_for_the_default(
+    dns_server: DnsServer, zone: Zone
+) -> None:
+    zone.no_soa.add("bare-nx.test")
+    resolver = DnsResolver([dns_server.address], timeout=1.0, negative_ttl=0.2)
+    assert (await resolver.lookup("bare-nx.test", RecordType.TXT)).outcome is Outcome.NXDOMAIN
+    assert resolver.lookup_sync("bare-nx.test", RecordType.TXT).outcome is Outcome.NXDOMAIN
+    assert zone.queries.count(("bare-nx.test", "TXT")) == 1
+    await asyncio.sleep(0.25)
+    await resolver.lookup("bare-nx.test", RecordType.TXT)
+    assert zone.queries.count(("bare-nx.test", "TXT")) == 2  # expired after negative_ttl
+
+
+async def test_concurrent_identical_lookups_share_one_query(
+    zone: Zone, resolver: DnsResolver
+) -> None:
+    zone.no_soa.add("burst.test")
+    zone.add("a.burst.test", "A", "192.0.2.3")
+    answers = await asyncio.gather(
+        *(resolver.lookup("burst.test", RecordType.TXT) for _ in range(100)),
+        *(resolver.lookup("a.burst.test", RecordType.A) for _ in range(100)),
+    )
+    assert {a.outcome for a in answers[:100]} == {Outcome.NXDOMAIN}
+    assert {a.values for a in answers[100:]} == {("192.0.2.3",)}
+    assert zone.queries.count(("burst.test", "TXT")) == 1
+    assert zone.queries.count(("a.burst.test", "A")) == 1
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(8) as pool:
+        sync = await asyncio.gather(*(
+            loop.run_in_executor(pool, resolver.lookup_sync, "s.burst.test", RecordType.MX)
+            for _ in range(40)
+        ))
+    assert {a.outcome for a in sync} == {Outcome.NXDOMAIN}
+    assert zone.queries.count(("s.burst.test", "MX")) == 1
+
+
+async def test_a_waiter_is_bounded_by_its_own_budget(dns_server: DnsServer, zone: Zone) -> None:
+    zone.timeout.add("hang.test")
+    resolver = DnsResolver([dns_server.address], timeout=2.0)
+    leader = asyncio.ensure_future(resolver.lookup("hang.test", RecordType.A))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    follower = await resolver.lookup("hang.test", RecordType.A, 0.2)
+    assert follower.outcome is Outcome.ERROR and time.monotonic() - started < 1.0
+    leader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await leader
