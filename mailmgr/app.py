@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import ssl
 import time
@@ -243,7 +244,18 @@ async def serve(config: Config) -> int:
         logs.error("server.start_failed", error=str(exc))
         await app.stop()
         return 1
+    _freeze_startup_heap()
     await stop.wait()
     logs.event("server.stopping")
     await app.stop()
     return 0
+
+
+def _freeze_startup_heap() -> None:
+    """Keep full GC passes short. Start-up leaves a large, long-lived heap (config models,
+    botocore service models, compiled rules); every full collection traversed all of it and
+    stalled the loop for ~100 ms under load (measured: end-of-DATA p99 27-112 ms with it,
+    19-23 ms without). Freezing moves it out of the collector's view; cycles made afterwards
+    are still collected."""
+    gc.collect()
+    gc.freeze()
