@@ -15,11 +15,12 @@ from mailmgr.actions.base import Action, Resources
 from mailmgr.actions.executor import execute
 from mailmgr.actions.registry import build_actions
 from mailmgr.config.models import Config
-from mailmgr.message import ProcessingState, Verdicts
+from mailmgr.message import InboundMessage, ProcessingState, Verdicts
 from mailmgr.rules.address_lists import build_indexes
 from mailmgr.rules.engine import CompiledRuleSet
 from mailmgr.spool.store import SpoolEntry
-from mailmgr.verdicts.auth_results import STAMP_KEY, message_for_actions, stamp
+from mailmgr.trace import received_field
+from mailmgr.verdicts.auth_results import STAMP_KEY, message_eol, message_for_actions, stamp
 from mailmgr.verdicts.service import VerdictsService
 
 Checkpoint = Callable[[ProcessingState], Awaitable[None]]
@@ -92,7 +93,7 @@ class Pipeline:
                 await checkpoint(state)
 
         return await execute(
-            message_for_actions(message, state),
+            message_for_actions(message, state, self._trace(message)),
             state,
             program.rules,
             program.actions,
@@ -100,6 +101,9 @@ class Pipeline:
             checkpoint=checkpoint_unless_done,
             now=self._clock,
         )
+
+    def _trace(self, message: InboundMessage) -> bytes:
+        return received_field(message, self._config.server.hostname, message_eol(message.content))
 
     async def _authenticate(self, entry: SpoolEntry, state: ProcessingState) -> ProcessingState:
         """Verdicts and the Authentication-Results stamp, bounded by the service's timeout."""

@@ -116,10 +116,15 @@ def stamp(content: bytes, authserv_id: str, value: str) -> Stamp:
     return Stamp(value, forged_ranges(content, authserv_id))
 
 
-def stamped_content(content: bytes, found: Stamp) -> bytes:
+def message_eol(content: bytes) -> bytes:
+    """The line ending the message's header section uses (CRLF unless it is LF-only)."""
+    return b"\r\n" if b"\r\n" in content[: header_end(content) + 2] or not content else b"\n"
+
+
+def stamped_content(content: bytes, found: Stamp, below: bytes = b"") -> bytes:
     """`content` without the forged fields and with ours on top, folded with the message's
-    own line ending."""
-    eol = b"\r\n" if b"\r\n" in content[: header_end(content) + 2] or not content else b"\n"
+    own line ending; `below` (complete fields, e.g. our Received) goes right under ours."""
+    eol = message_eol(content)
     kept = bytearray()
     pos = 0
     for start, stop in found.strip:
@@ -127,7 +132,7 @@ def stamped_content(content: bytes, found: Stamp) -> bytes:
         pos = stop
     kept += content[pos:]
     folded = (";" + eol.decode() + "\t").join(found.value.split("; "))
-    return f"{HEADER}: {folded}".encode() + eol + bytes(kept)
+    return f"{HEADER}: {folded}".encode() + eol + below + bytes(kept)
 
 
 @dataclass(frozen=True)
@@ -151,16 +156,22 @@ def stored_stamp(state: ProcessingState) -> Stamp | None:
     return None
 
 
-def message_for_actions(message: InboundMessage, state: ProcessingState) -> InboundMessage:
-    """`message` with the stamp of `state` applied; unchanged when there is none."""
+def message_for_actions(
+    message: InboundMessage, state: ProcessingState, trace: bytes = b""
+) -> InboundMessage:
+    """`message` as actions see it: the stamp of `state` on top, then `trace` (our Received
+    field); unchanged when there is neither."""
     found = stored_stamp(state)
-    if found is None:
+    if found is None and not trace:
         return message
+    content = (
+        stamped_content(message.content, found, trace) if found else trace + message.content
+    )
     return AuthenticatedMessage(
         id=message.id,
         received_at=message.received_at,
         envelope=message.envelope,
         session=message.session,
-        content=stamped_content(message.content, found),
+        content=content,
         received_size=message.size,
     )

@@ -72,6 +72,15 @@ def test_smtplib_message_is_queued_and_archived_with_header(tmp_path, server_fac
     assert got.returncode == 0, got.stderr
     assert "X-Mailmgr-Processed: yes" in got.stdout
     assert "Body line" in got.stdout
+    # On top: our Authentication-Results, then our Received trace field, then the message.
+    lines = got.stdout.splitlines()
+    assert lines[0].startswith("Authentication-Results: mx.test.example")
+    received = lines.index(next(line for line in lines if line.startswith("Received:")))
+    assert lines[received] == "Received: from client.test ([127.0.0.1])"
+    assert lines[received + 1] == "\tby mx.test.example with ESMTP"
+    assert lines[received + 2] == f"\tid {message_id}"
+    assert lines[received + 3].startswith("\tfor <bob@mailmgr.test>; ")
+    assert lines[received + 4] == "From: Alice <alice@sender.test>"
     assert server.stop() == 0
 
 
