@@ -103,6 +103,7 @@ class ServerConfig:
     endpoint_urls: tuple[tuple[str, str], ...] = ()
     dns_nameservers: tuple[str, ...] = ()
     dns_timeout: float = 5.0
+    verdict_timeout: float = 10.0  # bound on one message's SPF + DKIM + DMARC computation
     log_format: str = "json"  # json | text
     log_level: str = "INFO"
     workers: int = 8

@@ -90,7 +90,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
             ctx.problem(url_path, f"'{url}' is not an http(s) URL")
 
     dns_path = key_path(path, "Dns")
-    dns = _section(ctx, server, "Dns", path, ("Nameservers", "Timeout"))
+    dns = _section(ctx, server, "Dns", path, ("Nameservers", "Timeout", "VerdictTimeout"))
     nameservers: list[str] = []
     for text, where in str_list(ctx, dns, "Nameservers", dns_path):
         try:
@@ -99,6 +99,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         except ValueError as exc:
             ctx.problem(where, f"invalid nameserver: {exc}")
     timeout = opt_number(ctx, dns, "Timeout", dns_path, minimum=0.001)
+    verdict_timeout = opt_number(ctx, dns, "VerdictTimeout", dns_path, minimum=0.001)
 
     log_path = key_path(path, "Log")
     log = _section(ctx, server, "Log", path, ("Format", "Level"))
@@ -136,6 +137,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         endpoint_urls=tuple(urls),
         dns_nameservers=tuple(nameservers),
         dns_timeout=5.0 if timeout is None else timeout,
+        verdict_timeout=10.0 if verdict_timeout is None else verdict_timeout,
         log_format=log_format,
         log_level=level,
         workers=8 if workers is None else int(workers),

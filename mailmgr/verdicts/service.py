@@ -59,9 +59,13 @@ class VerdictsService:
                                         thread_name_prefix="verdicts")
 
     @classmethod
-    def from_config(cls, config: Config, *, timeout: float = DEFAULT_TIMEOUT) -> VerdictsService:
+    def from_config(cls, config: Config, *, timeout: float | None = None) -> VerdictsService:
+        """`timeout` None: `Server.Dns.VerdictTimeout` (10 s by default)."""
         server = config.server
-        return cls(DnsResolver(server.dns_nameservers, server.dns_timeout), timeout=timeout)
+        return cls(
+            DnsResolver(server.dns_nameservers, server.dns_timeout),
+            timeout=server.verdict_timeout if timeout is None else timeout,
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

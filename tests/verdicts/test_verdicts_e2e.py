@@ -129,6 +129,20 @@ def test_silent_nameserver_does_not_hold_the_message(
     assert server.stop() == 0
 
 
+def test_verdict_timeout_bounds_the_whole_computation(
+    tmp_path: Path, server_factory: Any, black_hole: str
+) -> None:
+    config = _config(tmp_path, black_hole, timeout=30)  # one lookup alone could take 30 s
+    config["Server"]["Dns"]["VerdictTimeout"] = 1.5
+    server = server_factory(config).start()
+    sent = time.monotonic()
+    message_id = _send(server, "bounce@example.com", message().replace(b"greetings", b"bound"))
+    event = server.wait_for("verdicts.computed", timeout=15, message_id=message_id)
+    assert time.monotonic() - sent < 5
+    assert event["spf"] == "PROCESSING_FAILED"
+    assert server.stop() == 0
+
+
 def test_explain_computes_live_verdicts_with_the_configured_resolver(
     tmp_path: Path, dns_server: DnsServer, zone: Zone
 ) -> None:
