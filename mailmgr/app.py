@@ -12,7 +12,7 @@ import gc
 import signal
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 
 from mailmgr import certs, logs
@@ -20,19 +20,26 @@ from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
 from mailmgr.archive import LocalArchive, local_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
-from mailmgr.config.models import (
-    AcceptAction,
-    Config,
-    IngressPoint,
-    TlsPolicy,
-)
-from mailmgr.errors import ConfigError
+from mailmgr.config import load
+from mailmgr.config.models import AcceptAction, Config, IngressPoint, TlsPolicy
+from mailmgr.errors import ConfigError, ConfigProblem
 from mailmgr.ingress.auth import AuthThrottle
 from mailmgr.ingress.listener import IngressServer
 from mailmgr.ingress.tls import server_context
 from mailmgr.ingress.truststore import TrustAnchors, load_trust_store
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
 from mailmgr.pipeline import Pipeline, compile_rule_sets
+from mailmgr.reload import (
+    Closable,
+    IngressDiff,
+    PipelineSwitch,
+    close_all,
+    effective_config,
+    log_failed,
+    log_reloaded,
+    restart_needed,
+    verdicts_changed,
+)
 from mailmgr.rules.address_lists import AddressListIndex, build_indexes
 from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.store import SpoolStore
@@ -78,6 +85,10 @@ class TrafficPolicyCheck:
         return self.policy.check(session, recipient).decision is AcceptAction.ALLOW
 
 
+def _policy_checks(config: Config) -> dict[str, TrafficPolicyCheck]:
+    return TrafficPolicyCheck.compile_all(config, build_indexes(config.address_lists))
+
+
 def _max_size(config: Config, ingress: IngressPoint) -> int:
     limit = config.traffic_policy(ingress.traffic_policy_id).max_message_size
     return min(limit, MAX_MESSAGE_SIZE) if limit else MAX_MESSAGE_SIZE
@@ -93,11 +104,26 @@ class App:
     _retention: asyncio.Task[None] | None = None
     _verdicts: VerdictsService | None = None
     _aws: AwsClients | None = None
+    _secrets: SecretStore | None = None
+    _switch: PipelineSwitch | None = None
+    _acceptor: SpoolAcceptor | None = None
+    _throttle: AuthThrottle = field(default_factory=AuthThrottle)  # counts across points
+    _running: bool = False
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # reloads, retiring points
+    _drains: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled at stop
+    _closing: list[Closable] = field(default_factory=list)
+    _retention_set: list[LocalArchive] = field(default_factory=list)  # read each round
 
     async def start(self) -> None:
+        async with self._reload_lock:
+            await self._start()
+            self._running = True
+
+    async def _start(self) -> None:
         server = self.config.server
         server.data_directory.mkdir(parents=True, exist_ok=True)
-        await self._ensure_certificates()
+        await self._ensure_certificates(self.config)
         self._store = SpoolStore(server.spool_directory)
         recovered = await self._store.open()
         self._archives = local_archives(self.config)
@@ -106,39 +132,19 @@ class App:
         # Clients open lazily on first use, so a config without AWS actions never needs
         # credentials or a network.
         self._aws = AwsClients(AwsSettings.from_server(server))
-        secrets = SecretStore(self._aws)
-        resources = Resources(
-            config=self.config,
-            archives=dict(self._archives),
-            aws=self._aws,
-            secrets=secrets,
-        )
+        self._secrets = SecretStore(self._aws)
         self._verdicts = VerdictsService.from_config(self.config)
-        pipeline = Pipeline(
-            self.config, compile_rule_sets(self.config, resources), verdicts=self._verdicts
-        )
-        self._worker = SpoolWorker(self._store, pipeline, concurrency=server.workers)
+        self._switch = PipelineSwitch(self._pipeline(self.config, self._verdicts))
+        self._worker = SpoolWorker(self._store, self._switch, concurrency=server.workers)
         await self._worker.start(recovered)
+        self._retention_set[:] = self._archives.values()
         self._retention = asyncio.create_task(
-            run_retention(list(self._archives.values()), RETENTION_INTERVAL)
+            run_retention(self._retention_set, RETENTION_INTERVAL)
         )
-        acceptor = SpoolAcceptor(self._store, self._worker)
-        indexes = build_indexes(self.config.address_lists)
-        policy_checks = TrafficPolicyCheck.compile_all(self.config, indexes)
-        throttle = AuthThrottle()  # one per process: failures count across ingress points
+        self._acceptor = SpoolAcceptor(self._store, self._worker)
+        checks = _policy_checks(self.config)
         for ingress in self.config.ingress_points:
-            ssl_context, trust = self._ssl_context(ingress)
-            srv = IngressServer(
-                ingress,
-                hostname=server.hostname,
-                max_message_size=_max_size(self.config, ingress),
-                acceptor=acceptor,
-                recipient_policy=policy_checks[ingress.traffic_policy_id],
-                ssl_context=ssl_context,
-                trust=trust,
-                secrets=secrets,
-                throttle=throttle,
-            )
+            srv = self._server(self.config, ingress, checks)
             await srv.start()
             self.servers.append(srv)
         logs.event(
@@ -156,9 +162,39 @@ class App:
             ],
         )
 
+    def _pipeline(self, config: Config, verdicts: VerdictsService) -> Pipeline:
+        """Rule sets with fresh action instances; the AWS clients and secrets are shared."""
+        resources = Resources(
+            config=config, archives=dict(self._archives), aws=self._aws, secrets=self._secrets
+        )
+        return Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts)
+
+    def _server(
+        self, config: Config, ingress: IngressPoint, checks: Mapping[str, TrafficPolicyCheck]
+    ) -> IngressServer:
+        """An ingress server, not started. Raises ConfigError or ValueError (TLS files)."""
+        assert self._acceptor is not None
+        ssl_context, trust = self._ssl_context(ingress)
+        return IngressServer(
+            ingress,
+            hostname=config.server.hostname,
+            max_message_size=_max_size(config, ingress),
+            acceptor=self._acceptor,
+            recipient_policy=checks[ingress.traffic_policy_id],
+            ssl_context=ssl_context,
+            trust=trust,
+            secrets=self._secrets,
+            throttle=self._throttle,
+        )
+
     async def stop(self) -> None:
+        async with self._reload_lock:  # a reload under way finishes first
+            self._running = False
+        for task in list(self._drains):
+            task.cancel()  # stop closes what they were waiting to close
         grace = self.config.server.shutdown_grace
         await asyncio.gather(*(s.stop(grace) for s in self.servers))
+        await asyncio.gather(*self._tasks, *self._drains, return_exceptions=True)
         if self._retention:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,28 +206,134 @@ class App:
             self._verdicts.close()
         for archive in self._archives.values():
             await archive.close()
+        await close_all(self._closing)
         if self._aws:
             await self._aws.close()
         if self._store:
             await self._store.close()
         logs.event("server.stopped")
 
-    def reload_certificates(self) -> None:
-        """SIGHUP: new TLS contexts and mTLS trust stores for new connections; open sessions
-        keep theirs. A point whose files no longer load keeps its previous ones."""
-        for srv in self.servers:
-            try:
-                srv.reload_tls(*self._ssl_context(srv.ingress_point))
-            except (ConfigError, ValueError) as exc:
-                logs.error(
-                    "tls.reload_failed", ingress_point=srv.ingress_point.name, error=str(exc)
-                )
-                continue
-            logs.event("tls.reloaded", ingress_point=srv.ingress_point.name)
+    # --- SIGHUP --------------------------------------------------------------------------------
 
-    async def _ensure_certificates(self) -> None:
+    def request_reload(self) -> None:
+        """SIGHUP handler: reload in a task; reloads run one at a time, in order."""
+        self._spawn(self.reload())
+
+    def _spawn(self, work: Coroutine[object, object, None], *, drain: bool = False) -> None:
+        tasks = self._drains if drain else self._tasks
+        task = asyncio.get_running_loop().create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def reload(self) -> None:
+        """Re-read the config file and apply it to new work. An invalid file, or one whose
+        new parts cannot be built, changes nothing; a point that fails alone is skipped."""
+        async with self._reload_lock:
+            if not self._running:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                loaded = await loop.run_in_executor(None, load, self.config.source)
+            except ConfigError as exc:
+                log_failed(exc.problems)
+                return
+            except OSError as exc:
+                log_failed([ConfigProblem(str(self.config.source), "$", str(exc))])
+                return
+            await self._apply(loaded)
+
+    async def _apply(self, loaded: Config) -> None:
+        running = self.config
+        keys = restart_needed(running.server, loaded.server)
+        if keys:
+            logs.warning("config.reload_restart_needed", keys=list(keys),
+                         note="these Server settings keep their running values until a restart")
+        config = effective_config(loaded, running.server)
+        opened: dict[str, LocalArchive] = {}
+        verdicts = self._verdicts
+        try:
+            await self._ensure_certificates(config)
+            wanted = local_archives(config)
+            for archive_id, archive in wanted.items():
+                if archive_id not in self._archives:
+                    await archive.open()
+                    opened[archive_id] = archive
+            if verdicts is None or verdicts_changed(running.server, config.server):
+                verdicts = VerdictsService.from_config(config)
+            kept = {i: a for i, a in self._archives.items() if i in wanted}
+            resources = Resources(config=config, archives={**kept, **opened}, aws=self._aws,
+                                  secrets=self._secrets)
+            pipeline = Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts)
+            checks = _policy_checks(config)
+        except Exception as exc:  # nothing is swapped: the old config keeps running entirely
+            await close_all(list(opened.values()))
+            if verdicts is not None and verdicts is not self._verdicts:
+                verdicts.close()
+            log_failed([ConfigProblem(str(config.source), "$", f"{type(exc).__name__}: {exc}")])
+            return
+        assert self._switch is not None
+        retired = self._switch.swap(pipeline)
+        removed = [a for i, a in self._archives.items() if i not in wanted]
+        for archive in kept.values():
+            archive.reconfigure(config)  # retention and rule-set ARNs follow the new config
+        self._archives = {**kept, **opened}
+        self._retention_set[:] = self._archives.values()
+        closing: list[Closable] = [*removed]
+        if verdicts is not self._verdicts and self._verdicts is not None:
+            closing.append(self._verdicts)
+        self._verdicts = verdicts
+        self._closing.extend(closing)
+        self._spawn(self._close_when_drained(retired, closing), drain=True)
+        self.config = config
+        diff = IngressDiff.between(running.ingress_points, config.ingress_points)
+        failed = await self._apply_ingress(config, diff, checks)
+        log_reloaded(running, config, diff, failed)
+
+    async def _apply_ingress(
+        self, config: Config, diff: IngressDiff, checks: Mapping[str, TrafficPolicyCheck]
+    ) -> list[str]:
+        """Update, stop and start ingress servers; returns the IDs of points that failed."""
+        by_id = {s.ingress_point.id: s for s in self.servers}
+        failed: list[str] = []
+        for point_id in (*diff.removed, *diff.rebound):
+            old = by_id.pop(point_id)
+            await old.stop_accepting()  # frees the ports before the new listeners bind
+            self._spawn(self._retire(old, config.server.shutdown_grace))
+        for point in config.ingress_points:
+            try:
+                srv = self._server(config, point, checks)
+                if point.id in diff.updated:
+                    by_id[point.id].adopt(srv)
+                    if point.tls_certificate is not None:
+                        logs.event("tls.reloaded", ingress_point=point.name)
+                else:
+                    await srv.start()
+                    by_id[point.id] = srv
+            except (ConfigError, ValueError, OSError) as exc:
+                # An updated point keeps everything it had; a new one stays down.
+                failed.append(point.id)
+                event = "tls.reload_failed" if point.id in diff.updated else "config.reload_failed"
+                logs.error(event, ingress_point=point.name, error=str(exc))
+        self.servers = list(by_id.values())
+        return failed
+
+    @staticmethod
+    async def _retire(server: IngressServer, grace: float) -> None:
+        await server.stop(grace)  # its open sessions finish their transactions
+
+    async def _close_when_drained(
+        self, generation: int, closing: list[Closable]
+    ) -> None:
+        """Close what the reload removed once no message runs on an older pipeline."""
+        assert self._switch is not None
+        await self._switch.drained(generation)
+        for item in closing:
+            self._closing.remove(item)
+        await close_all(closing)
+
+    async def _ensure_certificates(self, config: Config) -> None:
         loop = asyncio.get_running_loop()
-        for ingress in self.config.ingress_points:
+        for ingress in config.ingress_points:
             tls = ingress.tls_certificate
             if tls is None or tls.certificate_file.exists() or tls.private_key_file.exists():
                 continue
@@ -200,7 +342,7 @@ class App:
                 certs.create_dev_server_certificate,
                 tls.certificate_file,
                 tls.private_key_file,
-                self.config.server.hostname,
+                config.server.hostname,
             )
             logs.warning(
                 "tls.dev_certificate_created",
@@ -227,13 +369,14 @@ class App:
 
 
 async def serve(config: Config) -> int:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads certificates. Returns the exit status."""
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the config file (and with it the
+    certificates). Returns the exit status."""
     app = App(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, app.reload_certificates)
+    loop.add_signal_handler(signal.SIGHUP, app.request_reload)
     try:
         await app.start()
     except ConfigError:

@@ -135,6 +135,12 @@ class LocalArchive:
         self._puts: list[_Put] = []
         self._flusher: asyncio.Task[None] | None = None
 
+    def reconfigure(self, config: Config) -> None:
+        """A config reload: the archive's settings (retention) and the rule-set ARNs recorded
+        as each row's SourceArn follow the new config; storage stays where it is."""
+        self.archive = config.archive(self.archive.id)
+        self._rule_set_arns = {rs.id: rs.arn for rs in config.rule_sets}
+
     @classmethod
     def from_config(cls, config: Config, archive: Archive) -> LocalArchive:
         return cls(

@@ -124,6 +124,23 @@ class IngressServer:
             fips=old.fips,
         )
 
+    def adopt(self, replacement: IngressServer) -> None:
+        """Reload: new connections get `replacement`'s ingress point, settings (hostname, size
+        limit, TLS, auth), recipient policy and status; open sessions keep theirs. The
+        replacement is built for the same listen addresses and never started."""
+        new, old = replacement.ingress_point, self.ingress_point
+        if (new.listen, new.tls_wrapped_listen) != (old.listen, old.tls_wrapped_listen):
+            raise ValueError(f"ingress point {new.name}: listen addresses differ")
+        self.ingress_point = new
+        self._status = replacement._status
+        self._settings = replacement._settings
+        self._handler = replacement._handler
+
+    async def stop_accepting(self) -> None:
+        """Close the listening sockets only (their ports are free again); `stop` still ends the
+        open sessions gracefully."""
+        await self._close_servers()
+
     def _protocol(self) -> asyncio.Protocol:
         if self._status is IngressPointStatus.CLOSED:
             return _ClosedProtocol()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from archive_samples import (
 )
 
 from mailmgr.archive import ArchiveClosedError, LocalArchive, archived_message_id
+from mailmgr.config.models import Config
 
 
 def eml_files(archive: LocalArchive) -> list[Path]:
@@ -200,3 +202,20 @@ async def test_lazy_open_and_closed_archive(tmp_path: Path, make_item: MakeItem)
     reopened = LocalArchive(DEFAULT, tmp_path / "a")
     assert await reopened.get(archived_id) is not None
     await reopened.close()
+
+
+async def test_reconfigure_follows_new_rule_set_arns_and_retention(
+    config: Config, archive: LocalArchive, make_item: MakeItem
+) -> None:
+    new_arn = "arn:aws:ses:eu-west-1:123456789012:mailmanager-rule-set/rs-main"
+    changed = replace(
+        config,
+        rule_sets=(replace(config.rule_sets[0], arn=new_arn),),
+        archives=tuple(replace(a, retention="PERMANENT") if a.id == archive.archive.id else a
+                       for a in config.archives),
+    )
+    archive.reconfigure(changed)
+    archived_id = await archive.put(make_item())
+    row = await archive.row(archived_id)
+    assert row is not None and row.source_arn == new_arn
+    assert archive.archive.retention_days is None
