@@ -103,9 +103,6 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
     if not listen and not wrapped:
         p.ctx.problem(p.path, "an ingress point needs at least one Listen or TlsWrappedListen "
                               "address")
-    problem = features.tls_wrapped_listen_problem(len(wrapped))
-    if problem:
-        p.ctx.problem(p.at("TlsWrappedListen"), problem)
     certificate = _certificate(p)
     status = opt_str(p.ctx, p.raw, "Status", p.path) or "ACTIVE"
     if status not in IngressPointStatus.__members__:
@@ -117,12 +114,6 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
     raw = p.raw
     kind = IngressPointType(raw["Type"])
     tls_policy = TlsPolicy(raw.get("TlsPolicy", "OPTIONAL"))
-    problem = features.ingress_type_problem(kind)
-    if problem:
-        p.ctx.problem(p.at("Type"), problem)
-    problem = features.tls_policy_problem(tls_policy)
-    if problem:
-        p.ctx.problem(p.at("TlsPolicy"), problem)
     if tls_policy in (TlsPolicy.REQUIRED, TlsPolicy.FIPS) and certificate is None:
         p.ctx.problem(p.at("TlsPolicy"), f"TlsPolicy {tls_policy} needs a TlsCertificate")
     if wrapped and certificate is None:
@@ -135,9 +126,9 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
                                          "ingress point")
 
     configuration = raw.get("IngressPointConfiguration") or {}
-    problem = features.open_configuration_problem(kind, bool(configuration))
-    if problem:
-        p.ctx.problem(p.at("IngressPointConfiguration"), problem)
+    if kind is IngressPointType.OPEN and configuration:
+        p.ctx.problem(p.at("IngressPointConfiguration"),
+                      "an OPEN ingress point takes no IngressPointConfiguration")
     trust = (configuration.get("TlsAuthConfiguration") or {}).get("TrustStore")
     if kind is IngressPointType.AUTH and not (
         "SmtpPassword" in configuration or "SecretArn" in configuration
