@@ -67,7 +67,6 @@ class Pipeline:
         if ingress is None or program is None:
             # The config changed since the message was accepted. Keep it in the spool and retry
             # later rather than guess a rule set: the operator can restore the ingress point.
-            retry = self._config.server.retry
             logs.error(
                 "message.unroutable",
                 message_id=message.id,
@@ -77,8 +76,7 @@ class Pipeline:
             return replace(
                 state,
                 attempts=state.attempts + 1,
-                next_attempt_at=self._clock()
-                + min(retry.initial_delay * 2**state.attempts, retry.max_delay),
+                next_attempt_at=self._clock() + self._config.server.retry.delay(state.attempts),
             )
         if state.verdicts is None:
             state = await self._authenticate(entry, state)

@@ -22,7 +22,6 @@ from mailmgr.rules.engine import CompiledRule, CompiledRuleSet, RuleEvaluation
 from mailmgr.rules.facts import MessageFacts
 
 Checkpoint = Callable[[ProcessingState], Awaitable[None]]
-_MAX_BACKOFF_EXPONENT = 32  # keeps 2**attempts small; max_delay caps the delay long before
 
 
 class Status(StrEnum):
@@ -195,8 +194,7 @@ class _Walk:
             t = self.now()
             first = state.first_failure_at if state.first_failure_at is not None else t
             if t - first <= self.retry.max_age:
-                exponent = min(state.attempts, _MAX_BACKOFF_EXPONENT)
-                delay = min(self.retry.initial_delay * 2**exponent, self.retry.max_delay)
+                delay = self.retry.delay(state.attempts)
                 data = state.action_data
                 if failure.resume is not None:
                     data = (*_without(data, key), (key, failure.resume))

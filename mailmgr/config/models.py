@@ -92,6 +92,12 @@ class RetryPolicy:
     max_delay: float = 3600.0
     max_age: float = 5 * 24 * 3600.0
 
+    def delay(self, attempts: int) -> float:
+        """Seconds before the next try after `attempts` earlier failures."""
+        # The exponent cap keeps 2**n a small float; max_delay wins long before it matters.
+        factor: float = 2.0 ** min(attempts, 32)
+        return min(self.initial_delay * factor, self.max_delay)
+
 
 @dataclass(frozen=True)
 class ServerConfig:

@@ -346,3 +346,8 @@ async def test_message_no_rule_matched_is_logged(caplog: pytest.LogCaptureFixtur
     assert state.done and state.live == (A,) and never.runs == []
     [processed] = _events(caplog, "message.processed")
     assert processed["no_rule_matched"] is True and processed["dropped"] == []
+
+
+def test_retry_delay_is_capped_and_never_overflows() -> None:
+    assert RETRY.delay(0) == 10.0 and RETRY.delay(1) == 20.0 and RETRY.delay(2) == 25.0
+    assert RETRY.delay(10_000) == 25.0  # an unroutable message retried for months
