@@ -7,6 +7,7 @@ aiosmtpd, botocore or any other package of ours except `errors`.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -259,16 +260,18 @@ class ProcessingState:
         )
 
 
+_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n")
+
+
 def header_end(content: bytes) -> int:
     """Offset just past the header section's last line (before the blank line), or len(content)
     when the message has no body separator."""
-    crlf = content.find(b"\r\n\r\n")
-    lf = content.find(b"\n\n")
-    if crlf != -1 and (lf == -1 or crlf < lf):
-        return crlf + 2
-    if lf != -1:
-        return lf + 1
-    return len(content)
+    # One scan that stops at the first blank line (CRLF or LF-only), rather than two searches
+    # of which one always runs to the end of the body.
+    found = _BLANK_LINE.search(content)
+    if found is None:
+        return len(content)
+    return found.start() + (2 if found.group() == b"\r\n\r\n" else 1)
 
 
 def with_headers(content: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:

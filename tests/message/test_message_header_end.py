@@ -1,0 +1,33 @@
+"""header_end finds the blank line after the headers, CRLF or LF-only, in one bounded scan."""
+
+from __future__ import annotations
+
+import random
+
+from mailmgr.message import header_end, with_headers
+
+
+def _reference(content: bytes) -> int:
+    """The definition: the earlier of the first CRLF and the first LF-only blank line."""
+    crlf = content.find(b"\r\n\r\n")
+    lf = content.find(b"\n\n")
+    if crlf != -1 and (lf == -1 or crlf < lf):
+        return crlf + 2
+    if lf != -1:
+        return lf + 1
+    return len(content)
+
+
+def test_matches_the_definition_on_random_mixed_line_endings() -> None:
+    rng = random.Random(7)
+    pieces = [b"A: 1", b"\r\n", b"\n", b"x", b"\r", b" "]
+    for _ in range(20_000):
+        content = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 14)))
+        assert header_end(content) == _reference(content), content
+
+
+def test_known_shapes() -> None:
+    assert header_end(b"A: 1\r\nB: 2\r\n\r\nbody\n\nx") == 12
+    assert header_end(b"A: 1\nB: 2\n\nbody\r\n\r\n") == 10
+    assert header_end(b"A: 1\r\n") == 6  # no body separator: all headers
+    assert with_headers(b"A: 1\r\n\r\nbody", (("X-T", "v"),)) == b"A: 1\r\nX-T: v\r\n\r\nbody"
