@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -271,14 +271,11 @@ class DnsResolver:
                            ) -> DnsAnswer:
         try:
             answer = await self._async.resolve(  # type: ignore[attr-defined]
-                key + ".", rdtype.value, lifetime=self._budget(budget),
-                raise_on_no_answer=False, search=False,
+                key + ".", rdtype.value, **self._resolve_options(budget)
             )
-            result, ttl = _answer_from(rdtype, answer, self.negative_ttl)
         except Exception as exc:  # every DNS failure becomes an answer
-            result, ttl = _failure(exc, self.negative_ttl)
-        self.cache.put(key, rdtype, result, ttl)
-        return result
+            return self._settle(key, rdtype, None, exc)
+        return self._settle(key, rdtype, answer, None)
 
     def lookup_sync(self, name: str, rdtype: RecordType, budget: float | None = None
                     ) -> DnsAnswer:
@@ -309,12 +306,26 @@ class DnsResolver:
     def _query_sync(self, key: str, rdtype: RecordType, budget: float | None) -> DnsAnswer:
         try:
             answer = self._sync_resolver().resolve(
-                key + ".", rdtype.value, lifetime=self._budget(budget),
-                raise_on_no_answer=False, search=False,
+                key + ".", rdtype.value, **self._resolve_options(budget)
             )
-            result, ttl = _answer_from(rdtype, answer, self.negative_ttl)
         except Exception as exc:  # every DNS failure becomes an answer
-            result, ttl = _failure(exc, self.negative_ttl)
+            return self._settle(key, rdtype, None, exc)
+        return self._settle(key, rdtype, answer, None)
+
+    def _resolve_options(self, budget: float | None) -> dict[str, Any]:
+        return {"lifetime": self._budget(budget), "raise_on_no_answer": False, "search": False}
+
+    def _settle(
+        self, key: str, rdtype: RecordType, answer: Any, error: Exception | None
+    ) -> DnsAnswer:
+        """The answer (or failure) as a DnsAnswer, cached for its TTL. Shared by both paths."""
+        if error is not None:
+            result, ttl = _failure(error, self.negative_ttl)
+        else:
+            try:
+                result, ttl = _answer_from(rdtype, answer, self.negative_ttl)
+            except Exception as exc:  # a malformed answer is a failure like any other
+                result, ttl = _failure(exc, self.negative_ttl)
         self.cache.put(key, rdtype, result, ttl)
         return result
 
