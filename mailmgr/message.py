@@ -7,7 +7,6 @@ aiosmtpd, botocore or any other package of ours except `errors`.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -260,31 +259,17 @@ class ProcessingState:
         )
 
 
-_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n")
-
-
+# merge: switch importers to mailmgr.mime (actions/dsn.py, actions/mailbox.py, actions/relay.py,
+# verdicts/auth_results.py still import these two from here); then delete both delegations.
 def header_end(content: bytes) -> int:
-    """Offset just past the header section's last line (before the blank line), or len(content)
-    when the message has no body separator."""
-    # One scan that stops at the first blank line (CRLF or LF-only), rather than two searches
-    # of which one always runs to the end of the body.
-    found = _BLANK_LINE.search(content)
-    if found is None:
-        return len(content)
-    return found.start() + (2 if found.group() == b"\r\n\r\n" else 1)
+    """Delegates to mailmgr.mime.headers.header_end (the one header reader)."""
+    from mailmgr.mime.headers import header_end as end
+
+    return end(content)
 
 
 def with_headers(content: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
-    """The message as actions see it: `headers` appended to the end of the header section,
-    in order, with the line ending the message already uses."""
-    if not headers:
-        return content
-    end = header_end(content)
-    eol = b"\r\n" if b"\r\n" in content[: end + 2] or not content else b"\n"
-    if end == len(content) and content and not content.endswith(b"\n"):
-        content += eol
-        end = len(content)
-    added = b"".join(
-        name.encode("ascii") + b": " + value.encode("utf-8") + eol for name, value in headers
-    )
-    return content[:end] + added + content[end:]
+    """Delegates to mailmgr.mime.headers.with_headers (the one header reader)."""
+    from mailmgr.mime.headers import with_headers as insert
+
+    return insert(content, headers)

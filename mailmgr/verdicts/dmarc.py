@@ -6,6 +6,15 @@ never does DNS). Ours: retrieval through our Resolver (cache, bound), RFC 7489 ย
 (From domain, then organizational domain; several records = no policy), the p/rua fallback,
 RFC 7489 defaults (checkdmarc follows RFC 9989, which drops pct and changes sp), alignment, `sp`
 and `pct`. Must not look at the message beyond the From domains it is given.
+
+From domains (RFC 7489 ยง6.6.1), read with mailmgr.mime (the one header reader, strict address
+lists): every distinct domain of every From field is evaluated, at most MAX_FROM_DOMAINS (5). A
+From with more distinct domains is not looked up at all: DMARC FAIL, policy REJECT, reason "From
+field with N domains" (OpenDMARC's RejectMultiValueFrom), so extra domains can neither hide a
+p=reject domain nor cost DNS queries. A From field that is present but yields no usable address
+(malformed list, no mailbox, a domain literal), or a header section truncated at the reader's
+bound before any From field, is not a bypass either: DMARC permerror, FAIL with policy REJECT.
+No From field at all stays "none" (GRAY), as before.
 """
 
 from __future__ import annotations
@@ -13,14 +22,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 
 from checkdmarc.dmarc import DMARCError, parse_dmarc_record
 from checkdmarc.utils import get_base_domain
 
-from mailmgr.message import DmarcPolicy, Verdict, header_end
+from mailmgr.message import DmarcPolicy, Verdict
+from mailmgr.mime import addresses
+from mailmgr.mime.headers import read
 from mailmgr.verdicts.dkim import DkimResult
 from mailmgr.verdicts.dns import Outcome, RecordType, Resolver
 from mailmgr.verdicts.spf import SpfResult
@@ -30,6 +38,8 @@ _POLICIES = {"none": DmarcPolicy.NONE, "quarantine": DmarcPolicy.QUARANTINE,
              "reject": DmarcPolicy.REJECT}
 _DOWNGRADE = {DmarcPolicy.REJECT: DmarcPolicy.QUARANTINE,
               DmarcPolicy.QUARANTINE: DmarcPolicy.NONE, DmarcPolicy.NONE: DmarcPolicy.NONE}
+MAX_FROM_DOMAINS = 5
+NO_ADDRESS = ""  # from_domains' marker: a From field is there, but no usable domain in it
 _SEVERITY = {DmarcPolicy.NONE: 0, DmarcPolicy.QUARANTINE: 1, DmarcPolicy.REJECT: 2}
 
 
@@ -59,16 +69,24 @@ class DmarcResult:
 
 
 def from_domains(content: bytes) -> tuple[str, ...]:
-    """The distinct domains of every address in every From header, lower-case, in order."""
-    text = content[: header_end(content)]
-    headers = BytesHeaderParser(policy=compat32).parsebytes(text, headersonly=True)
-    values = [str(v) for v in headers.get_all("From", [])]
-    domains = []
-    for _name, address in getaddresses(values):
-        domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-        if "@" in address and domain:
-            domains.append(domain)
-    return tuple(dict.fromkeys(domains))
+    """The distinct domains of every address in every From field, lower-case, in order; () when
+    there is no From field; (NO_ADDRESS,) when a From field yields no usable domain or the header
+    section was truncated before any From field (see the module docstring)."""
+    section = read(content)
+    values = section.get_all("From")
+    if not values:
+        return (NO_ADDRESS,) if section.truncated else ()
+    domains: dict[str, None] = {}
+    for value in values:
+        mailboxes = addresses.parse(value)
+        if not mailboxes:
+            return (NO_ADDRESS,)
+        for mailbox in mailboxes:
+            domain = mailbox.domain.rstrip(".").lower()
+            if not domain or domain.startswith("["):
+                return (NO_ADDRESS,)
+            domains.setdefault(domain, None)
+    return tuple(domains)
 
 
 def organizational_domain(domain: str) -> str:
@@ -180,10 +198,17 @@ async def _evaluate(lookup: _Lookup, domain: str, spf: SpfResult, dkim: DkimResu
 
 async def check_dmarc(resolver: Resolver, domains: tuple[str, ...], spf: SpfResult,
                       dkim: DkimResult, sample_key: str, budget: float) -> DmarcResult:
-    """DMARC for the message's From domains. With several domains each is evaluated: any
-    failure wins (the strictest policy), then a DNS error, then any pass; else none."""
+    """DMARC for the message's From domains (as `from_domains` gives them). With several
+    domains (at most MAX_FROM_DOMAINS; more, or NO_ADDRESS, is a FAIL/REJECT without DNS) each
+    is evaluated: any failure wins (the strictest policy), then a DNS error, then any pass."""
     if not domains:
         return DmarcResult(Verdict.GRAY, "none", reason="no From address")
+    if NO_ADDRESS in domains:
+        return DmarcResult(Verdict.FAIL, "permerror", policy=DmarcPolicy.REJECT,
+                           reason="From field with no usable address")
+    if len(domains) > MAX_FROM_DOMAINS:
+        return DmarcResult(Verdict.FAIL, "permerror", policy=DmarcPolicy.REJECT,
+                           reason=f"From field with {len(domains)} domains")
     lookup = _Lookup(resolver, budget)
     results = [await _evaluate(lookup, d, spf, dkim, sample_key) for d in domains]
     failures = [r for r in results if r.verdict is Verdict.FAIL]
