@@ -32,8 +32,18 @@ def iso_time(epoch: float) -> str:
 
 def raw_headers(content: bytes) -> list[tuple[str, str]]:
     """(name, unfolded value) pairs of the header section, in order; undecodable bytes are
-    replaced rather than dropped."""
-    return [(f.name, f.value.strip()) for f in read(content).fields]
+    replaced rather than dropped. As SES presents them, each fold (the line break and the white
+    space around it) becomes one space."""
+    pairs: list[tuple[str, str]] = []
+    for f in read(content).fields:
+        value = f.value.strip()
+        nl = content.find(b"\n", f.start, f.end)
+        if nl != -1 and nl + 1 < f.end:  # continuation lines: rejoin them from the bytes
+            colon = content.index(b":", f.start, f.end)  # a name holds no colon
+            lines = content[colon + 1:f.end].decode("utf-8", "replace").split("\n")
+            value = " ".join(p for p in (x.strip(" \t\r") for x in lines) if p)
+        pairs.append((f.name, value))
+    return pairs
 
 
 def common_headers(content: bytes) -> dict[str, Any]:

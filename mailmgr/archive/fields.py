@@ -40,7 +40,8 @@ class HeaderFields:
 def decode_value(name: str, raw: str) -> str:
     """Unfold and RFC 2047-decode one header value (§6.2, linear: mailmgr.mime.rfc2047); a Date
     is normalised as the email package's DateHeader does, a bad one kept as written. Text
-    around encoded words, and values without any, are kept exactly as written."""
+    around encoded words, and values without any, are kept exactly as written (the same on
+    every Python, unlike the email package's header registry)."""
     value = raw.replace("\r", "").replace("\n", "").strip() if "\n" in raw else raw.strip()
     if name.lower() == "date":
         try:
