@@ -13,7 +13,9 @@ From with more distinct domains is not looked up at all: DMARC FAIL, policy REJE
 field with N domains" (OpenDMARC's RejectMultiValueFrom), so extra domains can neither hide a
 p=reject domain nor cost DNS queries. A From field that is present but yields no usable address
 (malformed list, no mailbox, a domain literal), or a header section truncated at the reader's
-bound before any From field, is not a bypass either: DMARC permerror, FAIL with policy REJECT.
+bound before any From field, or a field value holding "From:" after a bare CR (a From line for
+readers that take a bare CR as a line break), is not a bypass either: DMARC permerror, FAIL with
+policy REJECT.
 No From field at all stays "none" (GRAY), as before.
 """
 
@@ -39,6 +41,7 @@ _POLICIES = {"none": DmarcPolicy.NONE, "quarantine": DmarcPolicy.QUARANTINE,
 _DOWNGRADE = {DmarcPolicy.REJECT: DmarcPolicy.QUARANTINE,
               DmarcPolicy.QUARANTINE: DmarcPolicy.NONE, DmarcPolicy.NONE: DmarcPolicy.NONE}
 MAX_FROM_DOMAINS = 5
+_AFTER_BARE_CR = re.compile(r"\r[ \t]*from[ \t]*:", re.IGNORECASE)
 NO_ADDRESS = ""  # from_domains' marker: a From field is there, but no usable domain in it
 _SEVERITY = {DmarcPolicy.NONE: 0, DmarcPolicy.QUARANTINE: 1, DmarcPolicy.REJECT: 2}
 
@@ -75,7 +78,10 @@ def from_domains(content: bytes) -> tuple[str, ...]:
     section = read(content)
     values = section.get_all("From")
     if not values:
-        return (NO_ADDRESS,) if section.truncated else ()
+        # A header section cut at a bound, or a From line that only a reader taking a bare CR
+        # for a line break would see: a From may be hidden there, so no bypass.
+        hidden = any(_AFTER_BARE_CR.search(f.value) for f in section.fields if "\r" in f.value)
+        return (NO_ADDRESS,) if section.truncated or hidden else ()
     domains: dict[str, None] = {}
     for value in values:
         mailboxes = addresses.parse(value)
