@@ -40,7 +40,7 @@ CACHE_MAX_HEAD = 64 * 1024  # a section whose verified prefix is larger is not c
 # field-name, obs white space (and folds) before the colon, then the value: the rest of the first
 # line and every continuation line. Disjoint alternatives: linear time.
 _FIELD = re.compile(
-    rb"([\x21-\x39\x3b-\x7e]+)((?:[ \t]|\r?\n[ \t])*):([^\n]*(?:\n[ \t][^\n]*)*)\n?"
+    rb"([\x21-\x39\x3b-\x7e]+)(?:[ \t]|\r?\n[ \t])*:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n?"
 )
 _BREAKS = re.compile(rb"\r?\n")
 
@@ -94,17 +94,20 @@ def _section(fields: list[Field], end: int, body_start: int, separator: bool, eo
                          {k: tuple(v) for k, v in index.items()})
 
 
-def _value(raw: bytes) -> str:
-    if raw.endswith(b"\r"):  # the last line's CR (its LF is not part of the group)
-        raw = raw[:-1]
-    if b"\n" in raw:
-        raw = _BREAKS.sub(b"", raw)  # unfold: every line break in a value precedes WSP
-    return raw.lstrip(b" \t").decode("utf-8", "replace")
-
-
 def _skip_line(content: bytes, pos: int, limit: int) -> int:
     nl = content.find(b"\n", pos, limit)
     return limit if nl == -1 else nl + 1
+
+
+_NAMES: dict[bytes, tuple[str, str]] = {}  # field-name bytes -> (name, lower-case name)
+
+
+def _name(name_bytes: bytes) -> tuple[str, str]:
+    name = name_bytes.decode("ascii")
+    if len(_NAMES) >= 4096:  # bounded: hostile mail can make up any number of names
+        _NAMES.clear()
+    names = _NAMES[name_bytes] = (name, name.lower())
+    return names
 
 
 def _long_line(content: bytes, pos: int, stop: int) -> bool:
@@ -128,6 +131,8 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
     separator = truncated = False
     orphan_ok = True  # a continuation line here has no field to continue: skip it
     match = _FIELD.match
+    size = len(content)
+    count = 0
     while True:
         if pos >= limit:
             truncated = limit < len(content)
@@ -139,13 +144,21 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
         m = match(content, pos, limit)
         if m is not None:
             stop = m.end()
-            if (stop == limit < len(content)  # the field may go on past the bound: not read
-                    or len(fields) >= MAX_FIELDS
-                    or _long_line(content, pos, stop)):
+            if (stop == limit < size  # the field may go on past the bound: not read
+                    or count == MAX_FIELDS
+                    or (stop - pos > MAX_LINE_BYTES and _long_line(content, pos, stop))):
                 truncated = True
                 break
-            name = m.group(1).decode("ascii")
-            fields.append(Field(name, _value(m.group(3)), pos, stop, name.lower()))
+            name_bytes, raw = m.group(1, 2)
+            if raw[-1:] == b"\r":  # the last line's CR (its LF is not part of the group)
+                raw = raw[:-1]
+            if b"\n" in raw:  # unfold: every line break in a value precedes WSP
+                raw = _BREAKS.sub(b"", raw).lstrip(b" \t")
+            names = _NAMES.get(name_bytes)
+            if names is None:
+                names = _name(name_bytes)
+            fields.append(Field(names[0], raw.decode("utf-8", "replace"), pos, stop, names[1]))
+            count += 1
             pos = stop
             orphan_ok = False
             continue
