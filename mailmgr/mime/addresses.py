@@ -1,12 +1,5 @@
-"""RFC 5322 §3.4 address lists, parsed strictly by our own code so that every Python gives the
-same answer (never email.utils/email.headerregistry, whose results changed across patch releases).
-
-Accepted: display names (atoms, quoted strings, obs-phrase dots), angle-addr, groups (also in
-From, RFC 6854), quoted local parts, comments (nested) and folding white space anywhere between
-tokens (the §4.4 obs forms: `<ceo@bank.test >`, `john . doe @ x`), domain literals, obs-route
-(`<@relay:user@x>`, the route is dropped), empty list elements (`a@x,,b@y`, obs-addr-list), and
-UTF-8 in atoms (RFC 6532). Anything else makes the WHOLE list malformed: `parse` returns None,
-never a partial guess. Linear time; at most MAX_ADDRESSES mailboxes per list (more: malformed).
+"""RFC 5322 §3.4 address lists parsed strictly by our own code, so every Python gives the same
+answer (never email.utils / email.headerregistry); a malformed list yields no address.
 """
 
 from __future__ import annotations
@@ -16,6 +9,12 @@ from dataclasses import dataclass
 
 from mailmgr.mime import rfc2047
 
+# Accepted: display names (atoms, quoted strings, obs-phrase dots), angle-addr, groups (also in
+# From, RFC 6854), quoted local parts, comments (nested) and folding white space anywhere between
+# tokens (the §4.4 obs forms: `<ceo@bank.test >`, `john . doe @ x`), domain literals, obs-route
+# (`<@relay:user@x>`, the route is dropped), empty list elements (`a@x,,b@y`, obs-addr-list), and
+# UTF-8 in atoms (RFC 6532). Anything else makes the WHOLE list malformed: `parse` returns None,
+# never a partial guess. Linear time; at most MAX_ADDRESSES mailboxes per list (more: malformed).
 MAX_ADDRESSES = 10_000
 
 _TOKEN = re.compile(

@@ -1,27 +1,5 @@
-"""The one header reader: a message's header section per RFC 5322 §2.2, §3.6 and the obsolete
-syntax of §4.5, bounded, parsed once per message version (a small verified cache), plus the
-AddHeader insertion that uses the same view (`with_headers`).
-
-Decisions (every consumer sees exactly these, because they all read through `read`):
-- A line ends at LF; CRLF and a bare LF both end lines (LF-only messages come from local tools).
-  A bare CR is not a line ending: it stays data inside the line (RFC 5322 §4.1 obs-unstruct
-  allows it), so it can neither start nor hide a field.
-- A field is `field-name *(WSP / fold) ":" value` (obs-optional, §4.5.4, extended to a fold
-  before the colon) followed by its continuation lines (lines starting with SP or HTAB, obs-fold).
-  field-name is printable US-ASCII except ":" (§3.6.8); so a NUL or 8-bit byte in a name makes
-  the line a non-field. NUL and 8-bit bytes in a value are data (decoded as UTF-8, replacement).
-- The section ends at the first blank line (`separator`), else at the first line that is neither
-  a field nor a continuation (that line is the first body line; `separator` is False), else at
-  the end of the content. Two kinds of lines are skipped instead, as the email package does, so
-  that they cannot hide the fields after them: a line starting with "From " that is not a field
-  (an mbox separator, or a misplaced one), and a continuation line that has no field to continue
-  (e.g. the first line).
-- Bounds: at most MAX_SECTION_BYTES (1 MiB) of header section, MAX_FIELDS (10,000) fields and
-  MAX_LINE_BYTES (256 KiB) per physical line. Postfix's own header_size_limit is 100 KiB, so real
-  mail never reaches them. Past a bound the reader stops after the last complete field, sets
-  `truncated`, and `end`/`body_start` are that field's end (a field inserted there still lands
-  inside the header section). Consumers that must not be fooled by hidden fields (DMARC) treat a
-  truncated section accordingly.
+"""The one header reader: a message's header section per RFC 5322 (§2.2, §3.6, obsolete syntax
+of §4.5), bounded and parsed once per message version; and AddHeader insertion on that view.
 """
 
 from __future__ import annotations
@@ -31,6 +9,26 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+# Decisions (every consumer sees exactly these, because they all read through `read`):
+# - A line ends at LF; CRLF and a bare LF both end lines (LF-only messages come from local tools).
+#   A bare CR is not a line ending: it stays data inside the line (RFC 5322 §4.1 obs-unstruct
+#   allows it), so it can neither start nor hide a field.
+# - A field is `field-name *(WSP / fold) ":" value` (obs-optional, §4.5.4, extended to a fold
+#   before the colon) followed by its continuation lines (lines starting with SP or HTAB, obs-fold).
+#   field-name is printable US-ASCII except ":" (§3.6.8); so a NUL or 8-bit byte in a name makes
+#   the line a non-field. NUL and 8-bit bytes in a value are data (decoded as UTF-8, replacement).
+# - The section ends at the first blank line (`separator`), else at the first line that is neither
+#   a field nor a continuation (that line is the first body line; `separator` is False), else at
+#   the end of the content. Two kinds of lines are skipped instead, as the email package does, so
+#   that they cannot hide the fields after them: a line starting with "From " that is not a field
+#   (an mbox separator, or a misplaced one), and a continuation line that has no field to continue
+#   (e.g. the first line).
+# - Bounds: at most MAX_SECTION_BYTES (1 MiB) of header section, MAX_FIELDS (10,000) fields and
+#   MAX_LINE_BYTES (256 KiB) per physical line. Postfix's own header_size_limit is 100 KiB, so real
+#   mail never reaches them. Past a bound the reader stops after the last complete field, sets
+#   `truncated`, and `end`/`body_start` are that field's end (a field inserted there still lands
+#   inside the header section). Consumers that must not be fooled by hidden fields (DMARC) treat a
+#   truncated section accordingly.
 MAX_SECTION_BYTES = 1024 * 1024
 MAX_FIELDS = 10_000
 MAX_LINE_BYTES = 256 * 1024

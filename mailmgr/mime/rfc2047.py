@@ -1,15 +1,4 @@
-"""RFC 2047 encoded-word decoding per §6.2, in one linear pass (time and memory).
-
-- Text around an encoded word is kept exactly as written: no space is inserted (unlike
-  `email.header.make_header`). Words are decoded wherever they appear, also next to other text,
-  as mail clients do.
-- Linear white space between two adjacent decodable encoded words is dropped (§6.2); adjacent
-  words in the same charset are joined as bytes before decoding, so a character split across
-  words (common with UTF-8 in B encoding) survives.
-- A word that cannot be decoded (unknown or non-text charset, bad base64, non-ASCII encoded text)
-  is kept as written, and the white space next to it too.
-- B and Q encodings (§4); the charset goes through Python's codecs with replacement; an RFC 2231
-  language suffix (`utf-8*en`) is ignored.
+"""RFC 2047 encoded-word decoding exactly per §6.2, in one linear pass (time and memory).
 """
 
 from __future__ import annotations
@@ -19,6 +8,17 @@ import codecs
 import re
 from functools import lru_cache
 
+# Decisions:
+# - Text around an encoded word is kept exactly as written: no space is inserted (unlike
+#   `email.header.make_header`). Words are decoded wherever they appear, also next to other text,
+#   as mail clients do.
+# - Linear white space between two adjacent decodable encoded words is dropped (§6.2); adjacent
+#   words in the same charset are joined as bytes before decoding, so a character split across
+#   words (common with UTF-8 in B encoding) survives.
+# - A word that cannot be decoded (unknown or non-text charset, bad base64, non-ASCII encoded text)
+#   is kept as written, and the white space next to it too.
+# - B and Q encodings (§4); the charset goes through Python's codecs with replacement; an RFC 2231
+#   language suffix (`utf-8*en`) is ignored.
 _WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([BbQq])\?([^?\s]*)\?=")
 _Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
 _LWSP = " \t\r\n"

@@ -12,7 +12,13 @@ import pytest
 
 from mailmgr.message import DmarcPolicy, Verdict
 from mailmgr.verdicts.dkim import DkimResult
-from mailmgr.verdicts.dmarc import MAX_FROM_DOMAINS, NO_ADDRESS, check_dmarc, from_domains
+from mailmgr.verdicts.dmarc import (
+    MAX_FROM_ADDRESSES,
+    MAX_FROM_DOMAINS,
+    NO_ADDRESS,
+    check_dmarc,
+    from_domains,
+)
 from mailmgr.verdicts.dns import DnsResolver
 from mailmgr.verdicts.spf import SpfResult
 from tests.hostile.headers_support import CASES, config, send
@@ -144,6 +150,12 @@ def test_from_domains_counts_distinct_domains() -> None:
     # 10,000 domains make a 288 KB line, past the reader's line bound: no usable From
     assert from_domains(_from_with(10_000)) == (NO_ADDRESS,)
     assert from_domains(b"From: x@y.test, bad\r\n\r\n") == (NO_ADDRESS,)
+    # past MAX_FROM_ADDRESSES "@" the list is not parsed: many domains still counted, one
+    # domain repeated is no usable address; both are FAIL/REJECT
+    repeated = ", ".join(["ceo@bank.test"] * (MAX_FROM_ADDRESSES + 1))
+    assert from_domains(f"From: {repeated}\r\n\r\n".encode()) == (NO_ADDRESS,)
+    at_limit = ", ".join(["ceo@bank.test"] * MAX_FROM_ADDRESSES)
+    assert from_domains(f"From: {at_limit}\r\n\r\n".encode()) == ("bank.test",)
 
 
 async def test_check_dmarc_rejects_without_lookups(dns_server: DnsServer, zone: Zone) -> None:
