@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mailmgr.mime import rfc2047
 
@@ -249,6 +250,12 @@ def _display(words: list[tuple[int, str, bool]]) -> str:
 def parse(value: str) -> tuple[Mailbox, ...] | None:
     """Every mailbox of an address-list (RFC 5322 §3.4, with the obs forms above), groups
     flattened, in order; () for an empty value; None when the list is malformed."""
+    if len(value) <= _CACHED_LENGTH:  # rule facts re-read the same fields after each action
+        return _parse_cached(value)
+    return _parse(value)
+
+
+def _parse(value: str) -> tuple[Mailbox, ...] | None:
     try:
         parser = _Parser(_tokens(value))
         parser.element_list(None, "")
@@ -257,6 +264,10 @@ def parse(value: str) -> tuple[Mailbox, ...] | None:
     except _Malformed:
         return None
     return tuple(parser.found)
+
+
+_CACHED_LENGTH = 1024
+_parse_cached = lru_cache(maxsize=1024)(_parse)  # bounded: at most 1024 values of 1 KiB
 
 
 def addr_specs(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:

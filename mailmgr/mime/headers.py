@@ -132,13 +132,6 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
     size = len(content)
     count = 0
     while True:
-        if pos >= limit:
-            truncated = limit < len(content)
-            break
-        first = content[pos]
-        if first == 0x0A or (first == 0x0D and content[pos + 1:pos + 2] == b"\n"):
-            separator = True
-            break
         m = match(content, pos, limit)
         if m is not None:
             stop = m.end()
@@ -160,6 +153,13 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
             pos = stop
             orphan_ok = False
             continue
+        if pos >= limit:
+            truncated = limit < size
+            break
+        first = content[pos]
+        if first == 0x0A or (first == 0x0D and content[pos + 1:pos + 2] == b"\n"):
+            separator = True
+            break
         if content.startswith(b"From ", pos) or (first in (0x20, 0x09) and orphan_ok):
             stop = _skip_line(content, pos, limit)
             if stop == limit < len(content) or stop - pos > MAX_LINE_BYTES:
