@@ -127,7 +127,6 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
     fields: list[Field] = []
     pos = 0
     separator = truncated = False
-    orphan_ok = True  # a continuation line here has no field to continue: skip it
     match = _FIELD.match
     size = len(content)
     count = 0
@@ -151,7 +150,6 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
             fields.append(Field(names[0], raw.decode("utf-8", "replace"), pos, stop, names[1]))
             count += 1
             pos = stop
-            orphan_ok = False
             continue
         if pos >= limit:
             truncated = limit < size
@@ -160,13 +158,14 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
         if first == 0x0A or (first == 0x0D and content[pos + 1:pos + 2] == b"\n"):
             separator = True
             break
-        if content.startswith(b"From ", pos) or (first in (0x20, 0x09) and orphan_ok):
+        # A line starting with WSP here has no field to continue (a field's continuation lines
+        # are part of its match): an orphan, skipped like a "From " line.
+        if first in (0x20, 0x09) or content.startswith(b"From ", pos):
             stop = _skip_line(content, pos, limit)
             if stop == limit < len(content) or stop - pos > MAX_LINE_BYTES:
                 truncated = True
                 break
             pos = stop
-            orphan_ok = True
             continue
         break  # the first line that is neither a field nor a continuation: the body's first
     end = pos
