@@ -11,10 +11,10 @@ import email.policy
 import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from email.parser import BytesParser
 from email.utils import format_datetime, parsedate_to_datetime
 
 from mailmgr.message import header_end
+from mailmgr.mime import walk
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # The email package's own rules for the header section (feedparser.headerRE and NLCRE_crack).
@@ -138,7 +138,8 @@ def _header_section(content: bytes) -> _Headers:
 
 def _needs_mime_walk(headers: _Headers) -> bool:
     """False when the top-level headers alone show there is no attachment: a single part that
-    is neither a container nor named nor given a Content-Disposition."""
+    is neither a container nor named nor given a Content-Disposition (the walk would find
+    exactly that, so skipping it changes no result)."""
     if headers.get_all("Content-Disposition"):
         return True
     for value in headers.get_all("Content-Type"):
@@ -149,20 +150,11 @@ def _needs_mime_walk(headers: _Headers) -> bool:
 
 
 def has_attachments(content: bytes) -> bool:
-    """True when some leaf part is `Content-Disposition: attachment`, or is a non-text part
-    with a file name (inline images with a name count, as mail clients show them)."""
-    try:
-        msg = BytesParser(policy=email.policy.default).parsebytes(content)
-        for part in msg.walk():
-            if part.get_content_maintype() == "multipart":
-                continue
-            if part.get_content_disposition() == "attachment":
-                return True
-            if part.get_filename() and part.get_content_maintype() != "text":
-                return True
-    except Exception:  # a message we cannot parse has no attachments we know of
-        return False
-    return False
+    """True when some walked leaf part is `Content-Disposition: attachment`, or is a non-text
+    part with a file name (inline images with a name count, as mail clients show them).
+    Linear in the size; bounded by mailmgr.mime.walk's part and depth limits (past them the
+    answer is about the parts walked)."""
+    return walk.has_attachments(walk.walk(content))
 
 
 def extract(content: bytes) -> HeaderFields:
