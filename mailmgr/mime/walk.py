@@ -3,7 +3,8 @@
 
 Bounds (constants, per message): at most MAX_PARTS parts (1,000) and MAX_DEPTH nesting levels
 (20; the top-level message is depth 0); a boundary longer than MAX_BOUNDARY (200 bytes, RFC 2046
-allows 70) makes its multipart a leaf. Past a bound the walk stops and keeps what it walked,
+allows 70) makes its multipart a leaf; a header section's fields past MAX_HEADER_BYTES (256 KiB)
+are not read. Past a bound the walk stops and keeps what it walked,
 with `MimeTree.truncated` set. The cost is O(size x depth) <= O(20 x size).
 """
 
@@ -20,10 +21,12 @@ from urllib.parse import unquote_to_bytes
 MAX_PARTS = 1_000
 MAX_DEPTH = 20
 MAX_BOUNDARY = 200
+MAX_HEADER_BYTES = 256 * 1024
 # Codecs that are not linear in their input (punycode is quadratic) or not for bodies.
 _SLOW_CODECS = frozenset({"punycode", "idna"})
-_HEADER_LINE = re.compile(rb"(?:From |[\041-\071\073-\176]*:|[\t ])")
 _EOL = re.compile(rb"\r?\n")
+_FIELD = re.compile(rb"([\041-\071\073-\176]*):([^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)")
+_BLANK = re.compile(rb"\n\r?\n")
 
 
 # --- part header sections ----------------------------------------------------------------------
@@ -56,42 +59,34 @@ class HeaderSection:
         return next((f.value for f in self.fields if f.name.lower() == key), None)
 
 
-def read_part_headers(content: bytes, start: int = 0, end: int | None = None) -> HeaderSection:
-    """The header section that begins at `start` (lines up to the first blank line or the first
-    line that is not a header line, as the email package's parser does; a blank line is
-    consumed). Linear in the section's size."""
+def read_part_headers(content: bytes, start: int = 0, end: int | None = None,
+                      max_bytes: int = MAX_HEADER_BYTES) -> HeaderSection:
+    """The header section that begins at `start`: fields up to the first blank line (consumed)
+    or the first line that is not a header line (as the email package's parser reads it).
+    Fields past `max_bytes` of the section are not read; the body then starts after the next
+    blank line. Linear in the section's size, one regex match per field."""
     stop = len(content) if end is None else end
+    limit = min(stop, start + max_bytes)
     fields: list[Field] = []
-    name: str | None = None
-    value: list[bytes] = []
-    field_start = pos = start
-    while pos < stop:
-        nl = content.find(b"\n", pos, stop)
-        line_end = stop if nl < 0 else nl + 1
-        line = content[pos:line_end]
-        if line in (b"\r\n", b"\n") or not _HEADER_LINE.match(line):
-            if name is not None:
-                fields.append(_field(name, value, field_start, pos))
-            return HeaderSection(tuple(fields), line_end if line in (b"\r\n", b"\n") else pos)
-        if line[0] in b" \t":
-            if name is not None:
-                value.append(line)
-        else:
-            if name is not None:
-                fields.append(_field(name, value, field_start, pos))
-            name, value, field_start = None, [], pos
-            colon = line.find(b":")
-            if not line.startswith(b"From ") and colon > 0:
-                name, value = line[:colon].decode("latin-1"), [line[colon + 1:]]
-        pos = line_end
-    if name is not None:
-        fields.append(_field(name, value, field_start, stop))
+    pos = start
+    while pos < limit:
+        m = _FIELD.match(content, pos, limit)
+        if m is not None:
+            value = _EOL.sub(b"", m.group(2)).decode("latin-1").strip(" \t")
+            fields.append(Field(m.group(1).decode("latin-1"), value, pos, m.end()))
+            pos = m.end()
+            continue
+        if content.startswith(b"\n", pos) or content.startswith(b"\r\n", pos, stop):
+            return HeaderSection(tuple(fields), content.index(b"\n", pos) + 1)
+        if content.startswith(b"From ", pos) or content[pos] in b" \t":
+            nl = content.find(b"\n", pos, stop)  # an mbox line or a stray continuation
+            pos = stop if nl < 0 else nl + 1
+            continue
+        return HeaderSection(tuple(fields), pos)
+    if pos < stop:  # over the bound: skip to the blank line
+        blank = _BLANK.search(content, max(start, pos - 1), stop)
+        return HeaderSection(tuple(fields), stop if blank is None else blank.end())
     return HeaderSection(tuple(fields), stop)
-
-
-def _field(name: str, lines: list[bytes], start: int, end: int) -> Field:
-    raw = _EOL.sub(b"", b"".join(lines)).decode("latin-1")
-    return Field(name.rstrip(" \t"), raw.strip(" \t"), start, end)
 
 
 # --- RFC 2045 5.1 / RFC 2231 parameters ----------------------------------------------------------
@@ -304,6 +299,8 @@ def _entity(state: _Walk, start: int, end: int, depth: int, default_type: str) -
         return None
     state.parts += 1
     headers = read_part_headers(state.content, start, end)
+    if headers.body_start - start > MAX_HEADER_BYTES:
+        state.truncated = True
     ctype_text = headers.first("Content-Type")
     ctype = parse_header_value(ctype_text) if ctype_text is not None else None
     if ctype is None or ctype.value.count("/") != 1:  # as the email package: RFC 2045 5.2
