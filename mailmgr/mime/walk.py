@@ -303,8 +303,10 @@ def _entity(state: _Walk, start: int, end: int, depth: int, default_type: str) -
         state.truncated = True
     ctype_text = headers.first("Content-Type")
     ctype = parse_header_value(ctype_text) if ctype_text is not None else None
-    if ctype is None or ctype.value.count("/") != 1:  # as the email package: RFC 2045 5.2
-        ctype = HeaderValue(default_type, ctype.params if ctype else ())
+    if ctype is None:
+        ctype = HeaderValue(default_type)
+    elif ctype.value.count("/") != 1:  # as the email package: an invalid type is text/plain
+        ctype = HeaderValue("text/plain", ctype.params)
     disp_text = headers.first("Content-Disposition")
     cte = (headers.first("Content-Transfer-Encoding") or "").strip().lower()
     content_id = headers.first("Content-ID")
