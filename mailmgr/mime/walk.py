@@ -72,9 +72,14 @@ def read_part_headers(content: bytes, start: int = 0, end: int | None = None,
     while pos < limit:
         m = _FIELD.match(content, pos, limit)
         if m is not None:
-            value = _EOL.sub(b"", m.group(2)).decode("latin-1").strip(" \t")
-            fields.append(Field(m.group(1).decode("latin-1"), value, pos, m.end()))
-            pos = m.end()
+            name, raw = m.group(1, 2)
+            raw = raw.rstrip(b"\r\n")
+            if b"\n" in raw:  # folded: unfold (RFC 5322 2.2.3)
+                raw = _EOL.sub(b"", raw)
+            end_of_field = m.end()
+            fields.append(Field(name.decode("latin-1"), raw.decode("latin-1").strip(" \t"),
+                                pos, end_of_field))
+            pos = end_of_field
             continue
         if content.startswith(b"\n", pos) or content.startswith(b"\r\n", pos, stop):
             return HeaderSection(tuple(fields), content.index(b"\n", pos) + 1)
