@@ -11,10 +11,11 @@ Processing yields to ingest: while messages are being submitted fast (SMTP accep
 at most `max_defer` seconds (due retries are never held), so the backlog always drains.
 
 Heavy messages (mailmgr.heavy: >= 1 MiB, known once loaded) use at most half the workers; one
-that finds that lane full is parked, not waited for, so ordinary mail keeps the other half. A
-heavy message's starts are counted durably (`spool.starts`); after MAX_STARTS starts that never
-finished (the process died in it) it is retried with a growing backoff, after GIVE_UP_STARTS it
-is finished unprocessed with a `spool.message_abandoned` error: never a restart-loop poison.
+that finds that lane full is parked, not waited for, so ordinary mail keeps the other half.
+Starts are counted in the spool (`spool.starts`, in every checkpoint of a run; written before the
+run for heavy or interrupted messages); after MAX_STARTS runs that never ended (the process died
+in them) the next start waits a growing backoff, and after GIVE_UP_STARTS the message is finished
+unprocessed with a `spool.message_abandoned` error: never a restart-loop poison.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ _RATE_BUCKET = 0.5  # submit-rate buckets (seconds): the rate covers the last 0.
 _GATE_TICK = 0.05  # a held message re-checks the ingest signal at least this often
 STARTS_KEY = "spool.starts"  # reserved action_data keys: never a "<rule>.<action>" key
 DELAYED_KEY = "spool.start-delayed"  # the next start of a restart-looping message is due
-MAX_STARTS = 3  # unfinished starts of a heavy message before its next one is delayed
+MAX_STARTS = 3  # unfinished starts of a message before its next one is delayed
 GIVE_UP_STARTS = 8  # unfinished starts after which it is finished unprocessed
 _POISON_BACKOFF = 60.0  # first delay after MAX_STARTS; doubles per start, capped at 1 h
 
@@ -101,6 +102,7 @@ class SpoolWorker:
         self._heavy_running = 0
         self._heavy_ids: set[str] = set()  # ids known to be heavy (from their size)
         self._parked: dict[str, None] = {}  # heavy ids waiting for the heavy lane, in order
+        self._survived: dict[str, int] = {}  # id -> start count of a run that raised
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -287,7 +289,7 @@ class SpoolWorker:
             await self._finish(mid)
             return
         if not heavy.is_heavy(len(entry.message.content)):
-            await self._run(mid, entry)
+            await self._start(mid, entry, durable=self._prior_starts(mid, entry) > 0)
             return
         self._heavy_ids.add(mid)
         if self._heavy_running >= self._heavy_limit:
@@ -295,9 +297,7 @@ class SpoolWorker:
             return
         self._heavy_running += 1
         try:
-            started = await self._count_start(mid, entry)
-            if started is not None:
-                await self._run(mid, started)
+            await self._start(mid, entry, durable=True)
         finally:
             self._heavy_running -= 1
             self._unpark()
@@ -309,11 +309,29 @@ class SpoolWorker:
             if self._store.is_pending(mid) and self._enqueue(mid, due=True):
                 return  # one freed slot, one parked message; a full queue: the rescan finds it
 
-    async def _count_start(self, mid: str, entry: SpoolEntry) -> SpoolEntry | None:
-        """Record one more start of a heavy message before it runs (one durable write, heavy
-        messages only); None when it must not run now (delayed or abandoned)."""
+    async def _start(self, mid: str, entry: SpoolEntry, *, durable: bool) -> None:
+        """Run the processor once, counting the start. `durable`: write the count before
+        running (heavy messages, and any message whose last run never ended); otherwise it
+        rides on the processor's own first checkpoint, at no extra write."""
+        starts = self._prior_starts(mid, entry) + 1
+        if durable:
+            started = await self._count_start(mid, entry, starts)
+            if started is None:
+                return
+            entry = started
+        await self._run(mid, entry, starts)
+
+    def _prior_starts(self, mid: str, entry: SpoolEntry) -> int:
+        """Runs of this message that never ended: the stored count, less the last run when it
+        ended in this process by an exception (the crash backoff handles those)."""
+        prior = _starts(entry.state)
+        return prior - 1 if prior and self._survived.get(mid) == prior else prior
+
+    async def _count_start(self, mid: str, entry: SpoolEntry, starts: int
+                           ) -> SpoolEntry | None:
+        """Record one more start before it runs (one durable write); None when it must not run
+        now (delayed, or abandoned after GIVE_UP_STARTS)."""
         state = entry.state
-        starts = _starts(state) + 1
         delayed = any(key == DELAYED_KEY for key, _ in state.action_data)
         if starts > GIVE_UP_STARTS:
             logs.error("spool.message_abandoned", message_id=mid,
@@ -322,8 +340,7 @@ class SpoolWorker:
             await self._finish(mid)
             self._heavy_ids.discard(mid)
             return None
-        data = tuple(d for d in state.action_data if d[0] not in (STARTS_KEY, DELAYED_KEY))
-        state = replace(state, action_data=(*data, (STARTS_KEY, json.dumps(starts))))
+        state = _with_starts(state, starts)
         if starts > MAX_STARTS and not delayed:
             delay = min(_POISON_BACKOFF * 2 ** (starts - MAX_STARTS - 1), 3600.0)
             logs.error("spool.restart_loop", message_id=mid, starts=starts - 1,
@@ -337,17 +354,22 @@ class SpoolWorker:
         await self._store.checkpoint(mid, state)
         return SpoolEntry(entry.message, state)
 
-    async def _run(self, mid: str, entry: SpoolEntry) -> None:
+    async def _run(self, mid: str, entry: SpoolEntry, starts: int) -> None:
         store = self._store
 
         async def checkpoint(state: ProcessingState) -> None:
-            await store.checkpoint(mid, state)
+            # Every checkpoint of this run says it started: if the process dies before the run
+            # ends, the next start knows.
+            await store.checkpoint(mid, _with_starts(state, starts))
+
+        self._survived.pop(mid, None)
 
         try:
             final = await self._processor(entry, checkpoint)
             if final.done:
                 await store.finish(mid)
                 self._heavy_ids.discard(mid)
+                self._survived.pop(mid, None)
             else:
                 # The run ended on its own: its starts no longer suggest a crash loop.
                 data = tuple(d for d in final.action_data
@@ -364,6 +386,7 @@ class SpoolWorker:
                 error=repr(exc),
                 traceback=traceback.format_exc(limit=8),
             )
+            self._survived[mid] = starts  # the process lived: not a restart-loop start
             self._retry_after_crash(mid)
             return
         self._crashes.pop(mid, None)
@@ -378,6 +401,7 @@ class SpoolWorker:
     def _retry_after_crash(self, mid: str) -> None:
         if not self._store.is_pending(mid):
             self._heavy_ids.discard(mid)
+            self._survived.pop(mid, None)
             self._crashes.pop(mid, None)
             return
         n = self._crashes.get(mid, 0) + 1
@@ -396,3 +420,8 @@ def _starts(state: ProcessingState) -> int:
                 return 0
             return n if isinstance(n, int) else 0
     return 0
+
+
+def _with_starts(state: ProcessingState, starts: int) -> ProcessingState:
+    data = tuple(d for d in state.action_data if d[0] not in (STARTS_KEY, DELAYED_KEY))
+    return replace(state, action_data=(*data, (STARTS_KEY, json.dumps(starts))))

@@ -103,16 +103,18 @@ class Dies:
 
     async def __call__(self, entry: SpoolEntry, checkpoint: Checkpoint) -> ProcessingState:
         self.starts += 1
+        await checkpoint(replace(entry.state, rule_index=1))  # as the pipeline's verdicts step
         self.started.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
 
+@pytest.mark.parametrize("size", [HEAVY_BYTES + 10, 5_000])
 async def test_a_message_that_keeps_killing_the_process_backs_off_then_is_abandoned(
-    tmp_path: Path,
+    tmp_path: Path, size: int
 ) -> None:
     path = tmp_path / "spool"
-    poison = make(HEAVY_BYTES + 10)
+    poison = make(size)
     store = await open_store(path)
     await store.commit(poison)
     await store.close()
@@ -150,3 +152,37 @@ async def test_a_message_that_keeps_killing_the_process_backs_off_then_is_abando
         assert store.pending_ids() == []  # abandoned: finished, not a poison for ever
     finally:
         await store.close()
+
+
+class Raises:
+    """A processor bug: raises `times` times, then finishes the message."""
+
+    def __init__(self, times: int) -> None:
+        self.left = times
+        self.calls = 0
+        self.done = asyncio.Event()
+
+    async def __call__(self, entry: SpoolEntry, checkpoint: Checkpoint) -> ProcessingState:
+        self.calls += 1
+        await checkpoint(replace(entry.state, rule_index=1))
+        if self.left:
+            self.left -= 1
+            raise RuntimeError("bug")
+        self.done.set()
+        return replace(entry.state, done=True)
+
+
+@pytest.mark.parametrize("size", [HEAVY_BYTES + 10, 5_000])
+async def test_exceptions_in_a_living_process_are_not_restart_loop_starts(
+    store: SpoolStore, size: int
+) -> None:
+    processor = Raises(GIVE_UP_STARTS + 2)
+    worker = SpoolWorker(store, processor, concurrency=2, crash_backoff=0.001)
+    await worker.start([])
+    m = make(size)
+    await store.commit(m)
+    worker.submit(m.id)
+    await asyncio.wait_for(processor.done.wait(), 10)
+    assert await worker.wait_idle(5)
+    await worker.stop(1)
+    assert processor.calls == GIVE_UP_STARTS + 3 and store.pending_ids() == []
