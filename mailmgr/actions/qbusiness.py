@@ -12,7 +12,7 @@ from datetime import datetime
 from email import policy
 from email.parser import BytesHeaderParser
 
-from mailmgr import heavy
+from mailmgr import heavy, logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
 from mailmgr.aws import services
 from mailmgr.config.models import DeliverToQBusinessAction, RuleAction
@@ -20,10 +20,13 @@ from mailmgr.message import header_end
 from mailmgr.mime import walk
 
 
-def _body(content: bytes) -> tuple[str, str]:
+def _body(content: bytes, message_id: str) -> tuple[str, str]:
     """(content type for Q Business, text) of the best body part: text/plain, else text/html,
     found by the bounded MIME walk (mailmgr.mime.walk: linear, at most 1,000 parts)."""
-    subtype, text = walk.text_body(content, walk.walk(content))
+    tree = walk.walk(content)
+    if tree.truncated:
+        logs.warning("qbusiness.mime_walk_truncated", message_id=message_id, parts=tree.parts)
+    subtype, text = walk.text_body(content, tree)
     return ("HTML" if subtype == "html" else "PLAIN_TEXT"), text.replace("\r\n", "\n")
 
 
@@ -31,7 +34,7 @@ def document(item: ActionInput) -> services.QDocument:
     content = item.content
     # Only the header section goes through the email package; the body is the walker's.
     parsed = BytesHeaderParser(policy=policy.default).parsebytes(content[:header_end(content)])
-    kind, text = _body(content)
+    kind, text = _body(content, item.message.id)
     strings = tuple((name, str(parsed[name])) for name in ("From", "To") if parsed[name])
     dates: tuple[tuple[str, datetime], ...] = ()
     raw_date = parsed["Date"]

@@ -22,6 +22,14 @@ MAX_PARTS = 1_000
 MAX_DEPTH = 20
 MAX_BOUNDARY = 200
 MAX_HEADER_BYTES = 256 * 1024
+# Deliberate differences from the email package (tests/mime/test_walk.py checks the rest):
+# - past MAX_PARTS / MAX_DEPTH / MAX_HEADER_BYTES the rest is not walked (`truncated`), so an
+#   attachment after part 1,000 or below depth 20 is not seen;
+# - an unknown or non-linear charset (punycode, idna) is read as UTF-8 with replacement; the
+#   email package raises LookupError there (and Q Business used to get an empty body);
+# - parameters honour RFC 5322 comments, and an RFC 2231 `name*` wins over a plain `name`;
+# - a line ending is CRLF or LF (a bare CR does not end a line); uuencode bodies are not decoded;
+# - message/delivery-status is a leaf (the email package splits it into header blocks).
 # Codecs that are not linear in their input (punycode is quadratic) or not for bodies.
 _SLOW_CODECS = frozenset({"punycode", "idna"})
 _EOL = re.compile(rb"\r?\n")
