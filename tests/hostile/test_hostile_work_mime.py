@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+from mailmgr.actions import qbusiness
+from mailmgr.actions.base import ActionInput
+from mailmgr.archive.fields import extract
+from mailmgr.message import Envelope, InboundMessage, SessionFacts, Verdicts
 from tests.support import ServerProcess, basic_config
 from tests.verdicts.dns_server import DnsServer
 
@@ -79,3 +83,34 @@ def test_many_part_messages_do_not_delay_other_mail(
     # 3 x 4 MB through SMTP, spool, verdicts and archive: the parse is no longer the cost
     # (it was ~17.5 s of CPU per message)
     assert cpu_seconds(server.proc.pid) - before < 10
+
+
+def _input(content: bytes) -> ActionInput:
+    message = InboundMessage("0abc123def456ghi789", 1_700_000_000.0,
+                             Envelope("a@b.test", ("bob@example.test",)),
+                             SessionFacts("inp-1", "in", "192.0.2.1", helo="c.test"), content)
+    return ActionInput(message, content, ("bob@example.test",), Verdicts(), "rs-1", "main", 1,
+                       "r1", 1)
+
+
+def test_q_business_document_of_a_100k_part_message_is_bounded() -> None:
+    content = (b"From: a@b.test\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=B"
+               b"\r\n\r\n" + many_parts(PARTS))
+    started = time.process_time()
+    doc = qbusiness.document(_input(content))
+    assert time.process_time() - started < 0.5
+    assert doc.content == b"p0" and doc.content_type == "PLAIN_TEXT" and doc.title == "many"
+
+
+def test_archive_fields_of_hostile_shapes_are_bounded() -> None:
+    shapes = [
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + many_parts(PARTS),
+        "".join(f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+                for i in range(10_000)).encode(),
+        b"Content-Type: message/rfc822\r\n\r\n" * 50_000,
+        b"Content-Type: multipart/mixed; boundary=Z\r\n\r\n--Z\r\n" + b"--Zx\r\n" * 500_000,
+    ]
+    for content in shapes:
+        started = time.process_time()
+        extract(b"From: a@b.test\r\nSubject: s\r\n" + content)
+        assert time.process_time() - started < 0.5
