@@ -3,8 +3,7 @@
 Owns the on-disk layout under `<DataDirectory>/archives/<archive id>/` and retention. Never
 blocks the loop: puts are grouped and stored by one thread per archive (which also runs every
 SQLite call); retention's file I/O runs in the default executor, a heavy message's field
-extraction in mailmgr.heavy's parse pool. Knows nothing of actions
-beyond ActionInput.
+extraction in mailmgr.heavy's parse pool. Knows nothing of actions beyond ActionInput.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """A bounded, linear MIME structure walker over a message's raw bytes (RFC 2045, RFC 2046, RFC
 2231): the part tree, the has-attachments rule and the text body, without the email package.
 
-Bounds (constants, per message): at most MAX_PARTS parts (1,000) and MAX_DEPTH nesting levels
-(20; the top-level message is depth 0); a boundary longer than MAX_BOUNDARY (200 bytes, RFC 2046
-allows 70) makes its multipart a leaf; a header section's fields past MAX_HEADER_BYTES (256 KiB)
-are not read. Past a bound the walk stops and keeps what it walked,
-with `MimeTree.truncated` set. The cost is O(size x depth) <= O(20 x size).
+Bounds (constants, per message): at most MAX_PARTS parts (1,000; the top-level message and every
+container count) and MAX_DEPTH nesting levels (20; the top-level message is depth 0); a boundary
+longer than MAX_BOUNDARY (200 bytes; RFC 2046 allows 70) makes its multipart a leaf; a header
+section's fields past MAX_HEADER_BYTES (256 KiB) are not read. Past a bound the walk keeps what
+it walked and sets `MimeTree.truncated`. Cost: O(size x depth) <= O(20 x size).
 """
 
 from __future__ import annotations
