@@ -7,17 +7,11 @@ raises on malformed mail (a field it cannot read is None or kept raw).
 
 from __future__ import annotations
 
-import email.policy
 from dataclasses import dataclass
-from email.parser import BytesParser
 from email.utils import format_datetime, parsedate_to_datetime
 
-from mailmgr.mime import rfc2047
+from mailmgr.mime import rfc2047, walk
 from mailmgr.mime.headers import HeaderSection, read
-
-# The view _needs_mime_walk reads (it only calls get_all).
-_Headers = HeaderSection
-
 
 @dataclass(frozen=True)
 class HeaderFields:
@@ -51,13 +45,10 @@ def decode_value(name: str, raw: str) -> str:
     return rfc2047.decode(value)
 
 
-def _header_section(content: bytes) -> HeaderSection:
-    return read(content)
-
-
-def _needs_mime_walk(headers: _Headers) -> bool:
+def _needs_mime_walk(headers: HeaderSection) -> bool:
     """False when the top-level headers alone show there is no attachment: a single part that
-    is neither a container nor named nor given a Content-Disposition."""
+    is neither a container nor named nor given a Content-Disposition (the walk would find
+    exactly that, so skipping it changes no result)."""
     if headers.get_all("Content-Disposition"):
         return True
     for value in headers.get_all("Content-Type"):
@@ -68,26 +59,17 @@ def _needs_mime_walk(headers: _Headers) -> bool:
 
 
 def has_attachments(content: bytes) -> bool:
-    """True when some leaf part is `Content-Disposition: attachment`, or is a non-text part
-    with a file name (inline images with a name count, as mail clients show them)."""
-    try:
-        msg = BytesParser(policy=email.policy.default).parsebytes(content)
-        for part in msg.walk():
-            if part.get_content_maintype() == "multipart":
-                continue
-            if part.get_content_disposition() == "attachment":
-                return True
-            if part.get_filename() and part.get_content_maintype() != "text":
-                return True
-    except Exception:  # a message we cannot parse has no attachments we know of
-        return False
-    return False
+    """True when some walked leaf part is `Content-Disposition: attachment`, or is a non-text
+    part with a file name (inline images with a name count, as mail clients show them).
+    Linear in the size; bounded by mailmgr.mime.walk's part and depth limits (past them the
+    answer is about the parts walked)."""
+    return walk.has_attachments(walk.walk(content))
 
 
 def extract(content: bytes) -> HeaderFields:
     """Parse the header section (and, when it may hold an attachment, the MIME tree) of
     `content`. CPU-bound for large multipart messages: call it off the event loop."""
-    msg = _header_section(content)
+    msg = read(content)
 
     def get(name: str) -> str | None:
         raw = msg.first(name)
