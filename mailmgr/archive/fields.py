@@ -13,6 +13,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from mailmgr.mime import rfc2047, walk
 from mailmgr.mime.headers import HeaderSection, read
 
+
 @dataclass(frozen=True)
 class HeaderFields:
     """The header-derived columns of an archive row (None: the header is absent)."""
