@@ -25,7 +25,8 @@ from tests.mime.fuzz import EXAMPLES
 _FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _HOSTILE = st.lists(
     st.one_of(
-        st.sampled_from([" " * 40, "\t" * 30, "\r", "\n", "\r\n", "\x00", "\t", " ", "\x0b", "\x0c", "\x1b", "\x7f",
+        st.sampled_from([" " * 40, "\t" * 30, "\r", "\n", "\r\n", "\x00", "\t", " ", "\x0b",
+                         "\x0c", "\x1b", "\x7f",
                          "\x85", "\x9b", "\u2028", "\u2029", "\udc80", "é", "€", ":", ";",
                          '"', "\\", "(", ")", "x" * 70, "é" * 300]),
         st.characters(),
