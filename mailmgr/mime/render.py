@@ -101,6 +101,9 @@ def _fold(line: str, out: list[str]) -> None:
     """Append the physical lines of one logical line (no trailing white space): folds go
     before white space, so each continuation line starts with WSP and holds something else
     too (RFC 5322 §3.2.2)."""
+    if len(line) <= SOFT_LIMIT and line.isascii():
+        out.append(line)  # the common case: nothing to fold
+        return
     current = ""
     size = 0
     for word in _WORD.findall(line):
@@ -122,8 +125,9 @@ def render_lines(name: str, parts: Sequence[str], eol: bytes = b"\r\n") -> bytes
     space are left out.
 
     Unfolding (RFC 5322 §2.2.3: remove each line ending) gives `name: ` + the sanitised parts
-    joined with HTAB (`name:` when there is none), except that a word too long for any line (over 998 octets with the spaces
-    before it) gets a SP where it had to be broken (§2.1.1's 998-octet MUST). Ends with `eol`.
+    joined with HTAB (`name:` when there is none), except that a word too long for any line
+    (over 998 octets with the spaces before it) gets a SP where it had to be broken (§2.1.1's
+    998-octet MUST). Ends with `eol`.
     Raises ValueError for a name that is not ftext (§3.6.8) or an `eol` other than CRLF/LF.
     """
     _check(name, eol)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailmgr.message import InboundMessage, ProcessingState, header_end
 from mailmgr.mime import authres
@@ -21,7 +22,8 @@ from mailmgr.verdicts.spf import SpfResult
 
 HEADER = "Authentication-Results"
 STAMP_KEY = "verdicts.authentication-results"  # reserved: never a "<rule>.<action>" key
-_NAME = HEADER.lower().encode()
+_LOWER = HEADER.lower()
+_NAME = _LOWER.encode()
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,18 @@ def header_value(
     return "; ".join(parts)
 
 
-@dataclass(frozen=True)
-class _Field:
-    """The shape of mailmgr.mime.headers.Field that forged_ranges needs."""
+class _Field(NamedTuple):
+    """The shape of mailmgr.mime.headers.Field that forged_ranges needs (`value` is decoded
+    on use here, as most fields are not looked at; a tuple, as one is made per field)."""
 
     name: str
-    value: str
+    raw: bytes
     start: int
     end: int
+
+    @property
+    def value(self) -> str:
+        return self.raw.decode("utf-8", "replace")
 
 
 def _header_fields(content: bytes) -> Iterator[_Field]:
@@ -106,10 +112,10 @@ def _header_fields(content: bytes) -> Iterator[_Field]:
         while stop < end and content[stop:stop + 1] in (b" ", b"\t"):
             nxt = content.find(b"\n", stop, end)
             stop = end if nxt == -1 else nxt + 1
-        name, colon, value = content[pos:stop].partition(b":")
-        if colon:
-            yield _Field(name.rstrip(b" \t").decode("utf-8", "replace"),
-                         value.decode("utf-8", "replace"), pos, stop)
+        colon = content.find(b":", pos, stop)
+        if colon != -1:
+            name = content[pos:colon].rstrip(b" \t").decode("latin-1")
+            yield _Field(name, content[colon + 1:stop], pos, stop)
         pos = stop
 
 
@@ -131,7 +137,7 @@ def forged_ranges(content: bytes, authserv_id: str) -> tuple[tuple[int, int], ..
     return tuple(
         (field.start, field.end)
         for field in _header_fields(content)
-        if field.name.lower() == HEADER.lower() and claims_authserv_id(field.value, authserv_id)
+        if field.name.lower() == _LOWER and claims_authserv_id(field.value, authserv_id)
     )
 
 
