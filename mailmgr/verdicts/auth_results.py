@@ -148,6 +148,9 @@ def stamp(content: bytes, authserv_id: str, value: str) -> Stamp:
 def _result_lines(value: str) -> list[str]:
     """`value` cut after each `;` outside a quoted-string, so each result gets its own line
     (the stored value may come from an older release: render_lines sanitises it again)."""
+    if '"' not in value:  # the common case: no quoted-string, every ";" ends a result
+        return [part.strip(" ") + ";" for part in value.split(";")[:-1]] + [
+            value.rsplit(";", 1)[-1].strip(" ")]
     lines: list[str] = []
     start = 0
     quoted = escaped = False

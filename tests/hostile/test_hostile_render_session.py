@@ -281,3 +281,9 @@ def test_old_spool_record_with_control_characters_end_to_end(
         assert [r.method for r in ours.results] == ["spf", "dkim", "dmarc"]
         assert all(r.result != "pass" for r in ours.results)
     assert server.stop() == 0
+
+
+def test_a_semicolon_inside_a_quoted_identity_does_not_fold_the_result() -> None:
+    sender = '"a; b"@evil.test'
+    seen = _seen(_message(mail_from=sender), _auth_value("mailfrom", sender))
+    assert b'\tspf=none smtp.mailfrom="\\"a; b\\"@evil.test";\r\n\tdkim=fail' in seen
