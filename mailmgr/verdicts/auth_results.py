@@ -2,7 +2,9 @@
 message actions see (ours prepended like a trace header, the forged ones removed).
 
 The stamp is computed once with the verdicts and kept in ProcessingState.action_data under
-STAMP_KEY, so a retry shows actions the same bytes. Must not run any check itself.
+STAMP_KEY, so a retry shows actions the same bytes. Forged fields are found with the RFC 8601
+parser (mailmgr.mime.authres); ours is written by mailmgr.mime.render, never by hand. Must not
+run any check itself.
 """
 
 from __future__ import annotations
