@@ -10,6 +10,7 @@ run any check itself.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from mailmgr.verdicts.spf import SpfResult
 
 HEADER = "Authentication-Results"
 STAMP_KEY = "verdicts.authentication-results"  # reserved: never a "<rule>.<action>" key
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _LOWER = HEADER.lower()
 _NAME = _LOWER.encode()
 
@@ -104,21 +106,29 @@ class _Field(NamedTuple):
 def _header_fields(content: bytes) -> Iterator[_Field]:
     """Every field of the header section with its byte range (continuation lines included);
     the name loses obs white space before the colon (RFC 5322 §4.5), so `Name : value` counts.
+    A bare CR ends a line as CRLF and LF do, since the Relay action (smtpclient.wire.to_wire)
+    and other MTAs turn it into CRLF: a field hidden behind one is a field downstream.
     The one place forged_ranges reads fields: to be replaced by the one header reader,
-    `mailmgr.mime.headers.read(content).fields`."""
+    `mailmgr.mime.headers.read(content).fields`, which must split lines the same way."""
     end = header_end(content)
-    pos = 0
-    while pos < end:
-        line_end = content.find(b"\n", pos, end)
-        stop = end if line_end == -1 else line_end + 1
-        while stop < end and content[stop:stop + 1] in (b" ", b"\t"):
-            nxt = content.find(b"\n", stop, end)
-            stop = end if nxt == -1 else nxt + 1
-        colon = content.find(b":", pos, stop)
-        if colon != -1:
-            name = content[pos:colon].rstrip(b" \t").decode("latin-1")
-            yield _Field(name, content[colon + 1:stop], pos, stop)
-        pos = stop
+    start = pos = 0
+    for found in _LINE_END.finditer(content, 0, end):
+        if pos > start and content[pos:pos + 1] not in (b" ", b"\t"):
+            yield from _field(content, start, pos)
+            start = pos
+        pos = found.end()
+    if pos < end and pos > start and content[pos:pos + 1] not in (b" ", b"\t"):
+        yield from _field(content, start, pos)
+        start = pos
+    if start < end:
+        yield from _field(content, start, end)
+
+
+def _field(content: bytes, start: int, stop: int) -> Iterator[_Field]:
+    colon = content.find(b":", start, stop)
+    if colon != -1:
+        name = content[start:colon].rstrip(b" \t").decode("latin-1")
+        yield _Field(name, content[colon + 1:stop], start, stop)
 
 
 def claims_authserv_id(value: str, authserv_id: str) -> bool:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from mailmgr.message import Envelope, InboundMessage, ProcessingState, SessionFacts
 from mailmgr.mime.authres import authserv_id, same_authserv_id
+from mailmgr.smtpclient.wire import to_wire
 from mailmgr.verdicts.auth_results import STAMP_KEY, message_for_actions, stamp
 from tests.mime.fuzz import EXAMPLES
 from tests.support import ROOT, ServerProcess, basic_config
@@ -176,3 +177,17 @@ def test_field_case_11_end_to_end(tmp_path: Path, server_factory: Any) -> None:
         assert "Authentication-Results: other.example; dkim=pass header.d=bank.test" in text
         assert len(_claims(text.encode())) == 1
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("hidden", [
+    b"Subject: x\rAuthentication-Results: mx.mailmgr.test; dmarc=pass header.from=bank.test",
+    b"X-A: 1\r\n\tfolded\rAuthentication-Results: (a (b) c) mx.mailmgr.test; dmarc=pass",
+    b"X-A: 1\rAuthentication-Results: mx.mailmgr.test;\r dmarc=pass\rX-B: 2",
+])
+def test_a_field_behind_a_bare_cr_is_removed_before_relaying(hidden: bytes) -> None:
+    """The Relay action turns a bare CR into CRLF (RFC 5321 §2.3.8): what follows one is a
+    field at the next hop, so it is read as one here too."""
+    seen = _seen(_content(KEPT[0], hidden))
+    wire = to_wire(seen)
+    assert b"dmarc=pass" not in wire
+    assert len(_claims(wire)) == 1 and KEPT[0] + b"\r\n" in wire
