@@ -2,24 +2,32 @@
 message actions see (ours prepended like a trace header, the forged ones removed).
 
 The stamp is computed once with the verdicts and kept in ProcessingState.action_data under
-STAMP_KEY, so a retry shows actions the same bytes. Must not run any check itself.
+STAMP_KEY, so a retry shows actions the same bytes. Forged fields are found with the RFC 8601
+parser (mailmgr.mime.authres); ours is written by mailmgr.mime.render, never by hand. Must not
+run any check itself.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailmgr.message import InboundMessage, ProcessingState, header_end
+from mailmgr.mime import authres
+from mailmgr.mime.render import pvalue, render_lines
+from mailmgr.mime.render import value as authserv_value
 from mailmgr.verdicts.dkim import DkimResult
 from mailmgr.verdicts.dmarc import DmarcResult
 from mailmgr.verdicts.spf import SpfResult
 
 HEADER = "Authentication-Results"
 STAMP_KEY = "verdicts.authentication-results"  # reserved: never a "<rule>.<action>" key
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.@]+$")
-_COMMENT = re.compile(r"\([^()]*\)")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LOWER = HEADER.lower()
+_NAME = _LOWER.encode()
 
 
 @dataclass(frozen=True)
@@ -39,26 +47,22 @@ class Stamp:
         return cls(str(data["value"]), tuple((int(a), int(b)) for a, b in data["strip"]))
 
 
-def _pvalue(value: str) -> str:
-    if _SAFE_VALUE.match(value):
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
 def header_value(
     authserv_id: str,
     spf: SpfResult | None,
     dkim: DkimResult | None,
     dmarc: DmarcResult | None,
 ) -> str:
-    """`None` for a check that did not finish within the bound: reported as temperror."""
-    parts = [authserv_id]
+    """The value, unfolded: results joined by `; `. Every identity (smtp.mailfrom, smtp.helo,
+    header.d, header.s, header.from) is an RFC 8601 pvalue, quoted when it is not a token or
+    address, with control characters replaced (mailmgr.mime.render.sanitise).
+    `None` for a check that did not finish within the bound: reported as temperror."""
+    parts = [authserv_value(authserv_id)]
     if spf is None:
         parts.append("spf=temperror (not completed in time)")
     else:
         prop = "smtp.mailfrom" if spf.identity == "mailfrom" else "smtp.helo"
-        identity = f" {prop}={_pvalue(spf.sender)}" if spf.sender else ""
+        identity = f" {prop}={pvalue(spf.sender)}" if spf.sender else ""
         parts.append(f"spf={spf.result}{identity}")
     if dkim is None:
         parts.append("dkim=temperror (not completed in time)")
@@ -67,7 +71,7 @@ def header_value(
     else:
         for sig in dkim.signatures:
             props = "".join(
-                f" {name}={_pvalue(value)}"
+                f" {name}={pvalue(value)}"
                 for name, value in (("header.d", sig.domain), ("header.s", sig.selector))
                 if value
             )
@@ -77,7 +81,7 @@ def header_value(
     else:
         text = f"dmarc={dmarc.result}"
         if dmarc.header_from:
-            text += f" header.from={_pvalue(dmarc.header_from)}"
+            text += f" header.from={pvalue(dmarc.header_from)}"
         if dmarc.published is not None:
             applied = dmarc.policy if dmarc.policy is not None else dmarc.published
             text += f" policy.dmarc={applied.value.lower()}"
@@ -85,35 +89,95 @@ def header_value(
     return "; ".join(parts)
 
 
-def _authserv_id(value: bytes) -> str:
-    text = _COMMENT.sub(" ", value.decode("utf-8", "replace"))
-    return text.split(";", 1)[0].strip().split()[0].lower() if text.strip() else ""
+class _Field(NamedTuple):
+    """The shape of mailmgr.mime.headers.Field that forged_ranges needs (`value` is decoded
+    on use here, as most fields are not looked at; a tuple, as one is made per field)."""
+
+    name: str
+    raw: bytes
+    start: int
+    end: int
+
+    @property
+    def value(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+
+def _header_fields(content: bytes) -> Iterator[_Field]:
+    """Every field of the header section with its byte range (continuation lines included);
+    the name loses obs white space before the colon (RFC 5322 §4.5), so `Name : value` counts.
+    A bare CR ends a line as CRLF and LF do, since the Relay action (smtpclient.wire.to_wire)
+    and other MTAs turn it into CRLF: a field hidden behind one is a field downstream.
+    The one place forged_ranges reads fields: to be replaced by the one header reader,
+    `mailmgr.mime.headers.read(content).fields`, which must split lines the same way."""
+    end = header_end(content)
+    start = pos = 0
+    for found in _LINE_END.finditer(content, 0, end):
+        if pos > start and content[pos:pos + 1] not in (b" ", b"\t"):
+            yield from _field(content, start, pos)
+            start = pos
+        pos = found.end()
+    if pos < end and pos > start and content[pos:pos + 1] not in (b" ", b"\t"):
+        yield from _field(content, start, pos)
+        start = pos
+    if start < end:
+        yield from _field(content, start, end)
+
+
+def _field(content: bytes, start: int, stop: int) -> Iterator[_Field]:
+    colon = content.find(b":", start, stop)
+    if colon != -1:
+        name = content[start:colon].rstrip(b" \t").decode("latin-1")
+        yield _Field(name, content[colon + 1:stop], start, stop)
+
+
+def claims_authserv_id(value: str, authserv_id: str) -> bool:
+    """Whether an incoming Authentication-Results value must go (RFC 8601 §5): it claims our
+    authserv-id (read by the RFC 8601 parser: nested comments, quoted-pairs, folding, a
+    quoted-string id, a version number, any case), or no authserv-id can be read from it at
+    all (unterminated comment or quoted-string, over the parser's length or nesting bound),
+    since a laxer reader downstream might find ours in it."""
+    claimed = authres.authserv_id(value)
+    return claimed is None or authres.same_authserv_id(claimed, authserv_id)
 
 
 def forged_ranges(content: bytes, authserv_id: str) -> tuple[tuple[int, int], ...]:
-    """Byte ranges (with continuation lines) of Authentication-Results fields whose
-    authserv-id is ours, compared case-insensitively."""
-    end = header_end(content)
-    ours = authserv_id.lower()
-    ranges: list[tuple[int, int]] = []
-    pos = 0
-    while pos < end:
-        line_end = content.find(b"\n", pos, end)
-        stop = end if line_end == -1 else line_end + 1
-        while stop < end and content[stop:stop + 1] in (b" ", b"\t"):
-            nxt = content.find(b"\n", stop, end)
-            stop = end if nxt == -1 else nxt + 1
-        name, colon, value = content[pos:stop].partition(b":")
-        if colon and name.strip().lower() == HEADER.lower().encode() and (
-            _authserv_id(value) == ours
-        ):
-            ranges.append((pos, stop))
-        pos = stop
-    return tuple(ranges)
+    """Byte ranges (with continuation lines) of the Authentication-Results fields to remove:
+    those for which `claims_authserv_id` holds."""
+    if _NAME not in content[: header_end(content)].lower():
+        return ()  # the common case: no such field at all, no per-field work
+    return tuple(
+        (field.start, field.end)
+        for field in _header_fields(content)
+        if field.name.lower() == _LOWER and claims_authserv_id(field.value, authserv_id)
+    )
 
 
 def stamp(content: bytes, authserv_id: str, value: str) -> Stamp:
     return Stamp(value, forged_ranges(content, authserv_id))
+
+
+def _result_lines(value: str) -> list[str]:
+    """`value` cut after each `;` outside a quoted-string, so each result gets its own line
+    (the stored value may come from an older release: render_lines sanitises it again)."""
+    if '"' not in value:  # the common case: no quoted-string, every ";" ends a result
+        return [part.strip(" ") + ";" for part in value.split(";")[:-1]] + [
+            value.rsplit(";", 1)[-1].strip(" ")]
+    lines: list[str] = []
+    start = 0
+    quoted = escaped = False
+    for index, char in enumerate(value):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = quoted
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            lines.append(value[start:index + 1].strip(" "))
+            start = index + 1
+    lines.append(value[start:].strip(" "))
+    return lines
 
 
 def message_eol(content: bytes) -> bytes:
@@ -131,8 +195,7 @@ def stamped_content(content: bytes, found: Stamp, below: bytes = b"") -> bytes:
         kept += content[pos:start]
         pos = stop
     kept += content[pos:]
-    folded = (";" + eol.decode() + "\t").join(found.value.split("; "))
-    return f"{HEADER}: {folded}".encode() + eol + below + bytes(kept)
+    return render_lines(HEADER, _result_lines(found.value), eol) + below + bytes(kept)
 
 
 @dataclass(frozen=True)
