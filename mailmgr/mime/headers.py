@@ -10,9 +10,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 # Decisions (every consumer sees exactly these, because they all read through `read`):
-# - A line ends at LF; CRLF and a bare LF both end lines (LF-only messages come from local tools).
-#   A bare CR is not a line ending: it stays data inside the line (RFC 5322 §4.1 obs-unstruct
-#   allows it), so it can neither start nor hide a field.
+# - A line ends at CRLF, a bare LF (LF-only messages come from local tools) or a bare CR. A bare
+#   CR must count as a line end because that is what it becomes downstream: the Relay action's
+#   wire encoding (RFC 5321 §2.3.8) turns it into CRLF and the email package splits lines on it;
+#   were it data here, a client could hide a field (a forged Authentication-Results, a second
+#   From) from every consumer that then appears at the next hop.
 # - A field is `field-name *(WSP / fold) ":" value` (obs-optional, §4.5.4, extended to a fold
 #   before the colon) followed by its continuation lines (lines starting with SP or HTAB, obs-fold).
 #   field-name is printable US-ASCII except ":" (§3.6.8); so a NUL or 8-bit byte in a name makes
@@ -38,9 +40,10 @@ CACHE_MAX_HEAD = 64 * 1024  # a section whose verified prefix is larger is not c
 # field-name, obs white space (and folds) before the colon, then the value: the rest of the first
 # line and every continuation line. Disjoint alternatives: linear time.
 _FIELD = re.compile(
-    rb"([\x21-\x39\x3b-\x7e]+)(?:[ \t]|\r?\n[ \t])*:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n?"
+    rb"([\x21-\x39\x3b-\x7e]+)(?:[ \t]|(?:\r\n|\r|\n)[ \t])*:[ \t]*"
+    rb"([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)(?:\r\n|\r|\n)?"
 )
-_BREAKS = re.compile(rb"\r?\n")
+_BREAKS = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +96,8 @@ def _section(fields: list[Field], end: int, body_start: int, separator: bool, eo
 
 
 def _skip_line(content: bytes, pos: int, limit: int) -> int:
-    nl = content.find(b"\n", pos, limit)
-    return limit if nl == -1 else nl + 1
+    found = _BREAKS.search(content, pos, limit)
+    return limit if found is None else found.end()
 
 
 _NAMES: dict[bytes, tuple[str, str]] = {}  # field-name bytes -> (name, lower-case name)
@@ -113,11 +116,11 @@ def _long_line(content: bytes, pos: int, stop: int) -> bool:
     if stop - pos <= MAX_LINE_BYTES:
         return False
     while pos < stop:
-        nl = content.find(b"\n", pos, stop)
-        nl = stop if nl == -1 else nl
-        if nl - pos > MAX_LINE_BYTES + 1:  # the line's CR does not count
+        found = _BREAKS.search(content, pos, stop)
+        nl, after = (stop, stop) if found is None else found.span()
+        if nl - pos > MAX_LINE_BYTES:
             return True
-        pos = nl + 1
+        pos = after
     return False
 
 
@@ -140,9 +143,7 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
                 truncated = True
                 break
             name_bytes, raw = m.group(1, 2)
-            if raw[-1:] == b"\r":  # the last line's CR (its LF is not part of the group)
-                raw = raw[:-1]
-            if b"\n" in raw:  # unfold: every line break in a value precedes WSP
+            if b"\n" in raw or b"\r" in raw:  # unfold: every line break in a value precedes WSP
                 raw = _BREAKS.sub(b"", raw).lstrip(b" \t")
             names = _NAMES.get(name_bytes)
             if names is None:
@@ -155,7 +156,7 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
             truncated = limit < size
             break
         first = content[pos]
-        if first == 0x0A or (first == 0x0D and content[pos + 1:pos + 2] == b"\n"):
+        if first == 0x0A or first == 0x0D:  # an empty line: CRLF, LF or a bare CR
             separator = True
             break
         # A line starting with WSP here has no field to continue (a field's continuation lines
@@ -171,7 +172,7 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
     end = pos
     body_start = pos
     if separator:
-        body_start = pos + (1 if content[pos] == 0x0A else 2)
+        body_start = pos + (2 if content.startswith(b"\r\n", pos) else 1)
     head = content[:body_start]
     eol = b"\n" if b"\n" in head and b"\r\n" not in head else b"\r\n"
     section = _section(fields, end, body_start, separator, eol, truncated)
@@ -233,7 +234,7 @@ def with_headers(content: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
     section = read(content)
     end = section.end
     eol = section.eol
-    before = b"" if end == 0 or content[end - 1:end] == b"\n" else eol
+    before = b"" if end == 0 or content[end - 1:end] in (b"\n", b"\r") else eol
     after = b"" if section.separator or section.truncated else eol
     return content[:end] + before + render(headers, eol) + after + content[end:]
 

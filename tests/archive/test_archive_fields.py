@@ -92,8 +92,9 @@ SAMPLES = [
 
 
 ODD = [
-    # a bare CR is data, not a line ending: To is still a header
-    (b"Subject: lone\rCR\r\nTo: x@y.test\r\n\r\n", {"subject": "lone\rCR", "to": "x@y.test"}),
+    # a bare CR ends a line (as at the next hop): "CR" is the first body line, To is body text
+    (b"Subject: lone\rCR\r\nTo: x@y.test\r\n\r\n", {"subject": "lone", "to": None}),
+    (b"Subject: lone\rTo: x@y.test\r\n\r\n", {"subject": "lone", "to": "x@y.test"}),
     # obs-optional white space before the colon: the first Subject is a field
     (b"Subject : spaced name\r\nsubject: second\r\n\r\n", {"subject": "spaced name"}),
     (b"To: J. Doe <j@x.test>, \"Quoted, Name\" <q@x.test>\r\nCc: <only@angle.test>\r\n\r\n",
@@ -106,7 +107,7 @@ ODD = [
 
 
 @pytest.mark.parametrize(("content", "expected"), ODD)
-def test_extract_odd_header_sections(content: bytes, expected: dict[str, str]) -> None:
+def test_extract_odd_header_sections(content: bytes, expected: dict[str, str | None]) -> None:
     fields = extract(content)
     for name, value in expected.items():
         assert getattr(fields, name) == value, name

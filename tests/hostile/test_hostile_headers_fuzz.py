@@ -34,7 +34,7 @@ def check_section(content: bytes) -> None:
         assert "\n" not in f.value and f.value[:1] not in (" ", "\t")
         previous = f.end
     if section.separator:
-        assert content[section.end:section.body_start] in (b"\r\n", b"\n")
+        assert content[section.end:section.body_start] in (b"\r\n", b"\n", b"\r")
     inserted = headers.with_headers(content, (("X-Fuzz", "1"),))
     again = headers.read(inserted)
     assert [f.name for f in again.fields][-1:] == ["X-Fuzz"] or section.truncated

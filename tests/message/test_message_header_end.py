@@ -24,7 +24,7 @@ def _reference(content: bytes) -> int:
 
 def test_matches_the_definition_on_random_mixed_line_endings() -> None:
     rng = random.Random(7)
-    lines = [b"A: 1", b"B : x\ry", b" folded", b"\tmore", b"From: a@b", b"C:"]
+    lines = [b"A: 1", b"B : x y", b" folded", b"\tmore", b"From: a@b", b"C:"]
     body = [b"x", b"\r", b" ", b"A: 1", b"\r\n", b"\n"]
     for _ in range(20_000):
         eols = [rng.choice([b"\r\n", b"\n"])] * 8  # one line ending per message
@@ -40,4 +40,6 @@ def test_known_shapes() -> None:
     assert header_end(b"A: 1\r\nB: 2\r\n\r\nbody\n\nx") == 12
     assert header_end(b"A: 1\nB: 2\n\nbody\r\n\r\n") == 10
     assert header_end(b"A: 1\r\n") == 6  # no body separator: all headers
+    # a bare CR ends a line (it becomes CRLF at the next hop): "y" is the first body line
+    assert header_end(b"B : x\ry\r\n\r\n") == len(b"B : x\r")
     assert with_headers(b"A: 1\r\n\r\nbody", (("X-T", "v"),)) == b"A: 1\r\nX-T: v\r\n\r\nbody"
