@@ -1,1 +1,2 @@
-"""MIME and RFC 5322 message syntax: the one header reader, address lists, RFC 2047, RFC 8601, the field renderer and a bounded MIME walker; bounded, linear, no I/O."""
+"""RFC 5322 and MIME message syntax: the one header reader, address lists, RFC 2047, RFC 8601,
+the one field renderer and a bounded MIME walker. Bounded, linear, no I/O."""
