@@ -257,19 +257,3 @@ class ProcessingState:
             action_data=tuple((str(k), str(v)) for k, v in data.get("action_data", [])),
             done=bool(data.get("done", False)),
         )
-
-
-# merge: switch importers to mailmgr.mime (actions/dsn.py, actions/mailbox.py, actions/relay.py,
-# verdicts/auth_results.py still import these two from here); then delete both delegations.
-def header_end(content: bytes) -> int:
-    """Delegates to mailmgr.mime.headers.header_end (the one header reader)."""
-    from mailmgr.mime.headers import header_end as end
-
-    return end(content)
-
-
-def with_headers(content: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
-    """Delegates to mailmgr.mime.headers.with_headers (the one header reader)."""
-    from mailmgr.mime.headers import with_headers as insert
-
-    return insert(content, headers)

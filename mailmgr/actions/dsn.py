@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailmgr.message import header_end
+from mailmgr.mime.headers import header_end
 from mailmgr.mime.render import render_field, sanitise
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")

@@ -16,8 +16,8 @@ from mailmgr import heavy, logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
 from mailmgr.aws import services
 from mailmgr.config.models import DeliverToQBusinessAction, RuleAction
-from mailmgr.message import header_end
 from mailmgr.mime import walk
+from mailmgr.mime.headers import header_end
 
 
 def _body(content: bytes, message_id: str) -> tuple[str, str]:

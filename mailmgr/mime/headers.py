@@ -9,6 +9,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from mailmgr.mime.render import render_field
+
 # Decisions (every consumer sees exactly these, because they all read through `read`):
 # - A line ends at CRLF, a bare LF (LF-only messages come from local tools) or a bare CR. A bare
 #   CR must count as a line end because that is what it becomes downstream: the Relay action's
@@ -219,10 +221,9 @@ def header_end(content: bytes) -> int:
 
 
 def render(headers: tuple[tuple[str, str], ...], eol: bytes) -> bytes:
-    """`Name: value` lines for `headers`, each ended by `eol`."""
-    return b"".join(
-        name.encode("ascii") + b": " + value.encode("utf-8") + eol for name, value in headers
-    )
+    """`Name: value` fields for `headers` through the one renderer (mailmgr.mime.render: folded,
+    no control character), each ended by `eol`."""
+    return b"".join(render_field(name, value, eol) for name, value in headers)
 
 
 def with_headers(content: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:

@@ -10,13 +10,11 @@ run any check itself.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
-from mailmgr.message import InboundMessage, ProcessingState, header_end
+from mailmgr.message import InboundMessage, ProcessingState
 from mailmgr.mime import authres
+from mailmgr.mime.headers import read
 from mailmgr.mime.render import pvalue, render_lines
 from mailmgr.mime.render import value as authserv_value
 from mailmgr.verdicts.dkim import DkimResult
@@ -25,9 +23,7 @@ from mailmgr.verdicts.spf import SpfResult
 
 HEADER = "Authentication-Results"
 STAMP_KEY = "verdicts.authentication-results"  # reserved: never a "<rule>.<action>" key
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 _LOWER = HEADER.lower()
-_NAME = _LOWER.encode()
 
 
 @dataclass(frozen=True)
@@ -89,48 +85,6 @@ def header_value(
     return "; ".join(parts)
 
 
-class _Field(NamedTuple):
-    """The shape of mailmgr.mime.headers.Field that forged_ranges needs (`value` is decoded
-    on use here, as most fields are not looked at; a tuple, as one is made per field)."""
-
-    name: str
-    raw: bytes
-    start: int
-    end: int
-
-    @property
-    def value(self) -> str:
-        return self.raw.decode("utf-8", "replace")
-
-
-def _header_fields(content: bytes) -> Iterator[_Field]:
-    """Every field of the header section with its byte range (continuation lines included);
-    the name loses obs white space before the colon (RFC 5322 §4.5), so `Name : value` counts.
-    A bare CR ends a line as CRLF and LF do, since the Relay action (smtpclient.wire.to_wire)
-    and other MTAs turn it into CRLF: a field hidden behind one is a field downstream.
-    The one place forged_ranges reads fields: to be replaced by the one header reader,
-    `mailmgr.mime.headers.read(content).fields`, which must split lines the same way."""
-    end = header_end(content)
-    start = pos = 0
-    for found in _LINE_END.finditer(content, 0, end):
-        if pos > start and content[pos:pos + 1] not in (b" ", b"\t"):
-            yield from _field(content, start, pos)
-            start = pos
-        pos = found.end()
-    if pos < end and pos > start and content[pos:pos + 1] not in (b" ", b"\t"):
-        yield from _field(content, start, pos)
-        start = pos
-    if start < end:
-        yield from _field(content, start, end)
-
-
-def _field(content: bytes, start: int, stop: int) -> Iterator[_Field]:
-    colon = content.find(b":", start, stop)
-    if colon != -1:
-        name = content[start:colon].rstrip(b" \t").decode("latin-1")
-        yield _Field(name, content[colon + 1:stop], start, stop)
-
-
 def claims_authserv_id(value: str, authserv_id: str) -> bool:
     """Whether an incoming Authentication-Results value must go (RFC 8601 §5): it claims our
     authserv-id (read by the RFC 8601 parser: nested comments, quoted-pairs, folding, a
@@ -144,12 +98,10 @@ def claims_authserv_id(value: str, authserv_id: str) -> bool:
 def forged_ranges(content: bytes, authserv_id: str) -> tuple[tuple[int, int], ...]:
     """Byte ranges (with continuation lines) of the Authentication-Results fields to remove:
     those for which `claims_authserv_id` holds."""
-    if _NAME not in content[: header_end(content)].lower():
-        return ()  # the common case: no such field at all, no per-field work
     return tuple(
         (field.start, field.end)
-        for field in _header_fields(content)
-        if field.name.lower() == _LOWER and claims_authserv_id(field.value, authserv_id)
+        for field in read(content).fields
+        if field.key == _LOWER and claims_authserv_id(field.value, authserv_id)
     )
 
 
@@ -182,18 +134,26 @@ def _result_lines(value: str) -> list[str]:
 
 def message_eol(content: bytes) -> bytes:
     """The line ending the message's header section uses (CRLF unless it is LF-only)."""
-    return b"\r\n" if b"\r\n" in content[: header_end(content) + 2] or not content else b"\n"
+    return read(content).eol
 
 
 def stamped_content(content: bytes, found: Stamp, below: bytes = b"") -> bytes:
     """`content` without the forged fields and with ours on top, folded with the message's
     own line ending; `below` (complete fields, e.g. our Received) goes right under ours."""
-    eol = message_eol(content)
+    section = read(content)
+    eol = section.eol
     kept = bytearray()
     pos = 0
     for start, stop in found.strip:
         kept += content[pos:start]
         pos = stop
+    if section.truncated:
+        # The reader stopped at a bound (mailmgr.mime.headers): what follows was seen by no
+        # consumer here, so it must not be a header section downstream either. A blank line
+        # makes the rest body text for every later reader, so nothing after the bound (a second
+        # From, a forged Authentication-Results) can reach the next hop as a field.
+        kept += content[pos:section.end] + eol
+        pos = section.end
     kept += content[pos:]
     return render_lines(HEADER, _result_lines(found.value), eol) + below + bytes(kept)
 

@@ -16,7 +16,7 @@ from email.parser import BytesParser, Parser
 import pytest
 
 from mailmgr.archive.fields import HeaderFields, decode_value, extract
-from mailmgr.message import header_end
+from mailmgr.mime.headers import header_end
 from tests.archive.archive_samples import PLAIN, multipart_alternative, with_attachment
 
 NAMES = ("Date", "To", "From", "Cc", "Subject", "Message-ID", "In-Reply-To", "X-Mailer",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from mailmgr.message import header_end, with_headers
+from mailmgr.mime.headers import header_end, with_headers
 
 
 def _reference(content: bytes) -> int:
