@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import email.utils
 from datetime import datetime
-from email import policy
-from email.parser import BytesHeaderParser
 
 from mailmgr import heavy, logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
 from mailmgr.aws import services
 from mailmgr.config.models import DeliverToQBusinessAction, RuleAction
-from mailmgr.mime import walk
-from mailmgr.mime.headers import header_end
+from mailmgr.mime import rfc2047, walk
+from mailmgr.mime.headers import read
 
 
 def _body(content: bytes, message_id: str) -> tuple[str, str]:
@@ -32,20 +30,24 @@ def _body(content: bytes, message_id: str) -> tuple[str, str]:
 
 def document(item: ActionInput) -> services.QDocument:
     content = item.content
-    # Only the header section goes through the email package; the body is the walker's.
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(content[:header_end(content)])
+    section = read(content)  # the one header reader; RFC 2047 decoded linearly
+
+    def get(name: str) -> str:
+        raw = section.first(name)
+        return rfc2047.decode(raw.strip()) if raw else ""
+
     kind, text = _body(content, item.message.id)
-    strings = tuple((name, str(parsed[name])) for name in ("From", "To") if parsed[name])
+    strings = tuple((name, value) for name in ("From", "To") if (value := get(name)))
     dates: tuple[tuple[str, datetime], ...] = ()
-    raw_date = parsed["Date"]
+    raw_date = get("Date")
     if raw_date:
         try:
-            dates = (("Date", email.utils.parsedate_to_datetime(str(raw_date))),)
+            dates = (("Date", email.utils.parsedate_to_datetime(raw_date)),)
         except (TypeError, ValueError):
-            strings += (("Date", str(raw_date)),)
+            strings += (("Date", raw_date),)
     return services.QDocument(
         id=item.message.id,
-        title=str(parsed["Subject"] or "") or "(no subject)",
+        title=get("Subject") or "(no subject)",
         content=text.encode("utf-8"),
         content_type=kind,
         string_attributes=strings,
