@@ -126,14 +126,16 @@ def _long_line(content: bytes, pos: int, stop: int) -> bool:
     return False
 
 
-def _parse(content: bytes) -> tuple[HeaderSection, int]:
-    """The section and how many leading bytes of `content` it depends on (-1: all of them)."""
-    limit = min(len(content), MAX_SECTION_BYTES)
+def _parse(content: bytes, start: int = 0, until: int | None = None,
+           max_bytes: int = MAX_SECTION_BYTES) -> tuple[HeaderSection, int]:
+    """The section that begins at `start` (within content[start:until]) and how many leading
+    bytes of `content` it depends on (-1: all of them)."""
+    size = len(content) if until is None else until
+    limit = min(size, start + max_bytes)
     fields: list[Field] = []
-    pos = 0
+    pos = start
     separator = truncated = False
     match = _FIELD.match
-    size = len(content)
     count = 0
     while True:
         m = match(content, pos, limit)
@@ -165,7 +167,7 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
         # are part of its match): an orphan, skipped like a "From " line.
         if first in (0x20, 0x09) or content.startswith(b"From ", pos):
             stop = _skip_line(content, pos, limit)
-            if stop == limit < len(content) or stop - pos > MAX_LINE_BYTES:
+            if stop == limit < size or stop - pos > MAX_LINE_BYTES:
                 truncated = True
                 break
             pos = stop
@@ -175,7 +177,7 @@ def _parse(content: bytes) -> tuple[HeaderSection, int]:
     body_start = pos
     if separator:
         body_start = pos + (2 if content.startswith(b"\r\n", pos) else 1)
-    head = content[:body_start]
+    head = content[start:body_start]
     eol = b"\n" if b"\n" in head and b"\r\n" not in head else b"\r\n"
     section = _section(fields, end, body_start, separator, eol, truncated)
     # What the parse looked at: up to the blank line; otherwise (a non-field line may have been
@@ -212,6 +214,14 @@ def read(content: bytes) -> HeaderSection:
             while len(_cache) > CACHE_ENTRIES:
                 _cache.popitem(last=False)
     return section
+
+
+def read_at(content: bytes, start: int, stop: int, max_bytes: int = MAX_SECTION_BYTES
+            ) -> HeaderSection:
+    """The header section of the MIME entity at content[start:stop] (a body part's own header
+    lines, RFC 2045 §3), read exactly as `read` reads a message's, with offsets in `content` and
+    at most `max_bytes` of section; not cached (each part is read once per walk)."""
+    return _parse(content, start, stop, max_bytes)[0]
 
 
 def header_end(content: bytes) -> int:

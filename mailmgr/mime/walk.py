@@ -13,10 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
+
+from mailmgr.mime.headers import read_at
 
 MAX_PARTS = 1_000
 MAX_DEPTH = 20
@@ -28,78 +29,11 @@ MAX_HEADER_BYTES = 256 * 1024
 # - an unknown or non-linear charset (punycode, idna) is read as UTF-8 with replacement; the
 #   email package raises LookupError there (and Q Business used to get an empty body);
 # - parameters honour RFC 5322 comments, and an RFC 2231 `name*` wins over a plain `name`;
-# - a line ending is CRLF or LF (a bare CR does not end a line); uuencode bodies are not decoded;
+# - part header lines are read by mailmgr.mime.headers (bare CR ends a header line there);
+#   boundary lines end at CRLF or LF (a bare CR does not end one); uuencode is not decoded;
 # - message/delivery-status is a leaf (the email package splits it into header blocks).
 # Codecs that are not linear in their input (punycode is quadratic) or not for bodies.
 _SLOW_CODECS = frozenset({"punycode", "idna"})
-_EOL = re.compile(rb"\r?\n")
-_FIELD = re.compile(rb"([\041-\071\073-\176]*):([^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)")
-_BLANK = re.compile(rb"\n\r?\n")
-
-
-# --- part header sections ----------------------------------------------------------------------
-# The shape of mailmgr.mime.headers.read (Field, HeaderSection); `read_part_headers` is the one
-# place to switch to that reader.
-
-
-@dataclass(frozen=True)
-class Field:
-    """One header field: name as written, unfolded value (CRLF removed, text as latin-1 so every
-    byte survives), offsets of the field's raw lines in the content."""
-
-    name: str
-    value: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class HeaderSection:
-    fields: tuple[Field, ...]
-    body_start: int
-
-    def get_all(self, name: str) -> list[str]:
-        key = name.lower()
-        return [f.value for f in self.fields if f.name.lower() == key]
-
-    def first(self, name: str) -> str | None:
-        key = name.lower()
-        return next((f.value for f in self.fields if f.name.lower() == key), None)
-
-
-def read_part_headers(content: bytes, start: int = 0, end: int | None = None,
-                      max_bytes: int = MAX_HEADER_BYTES) -> HeaderSection:
-    """The header section that begins at `start`: fields up to the first blank line (consumed)
-    or the first line that is not a header line (as the email package's parser reads it).
-    Fields past `max_bytes` of the section are not read; the body then starts after the next
-    blank line. Linear in the section's size, one regex match per field."""
-    stop = len(content) if end is None else end
-    limit = min(stop, start + max_bytes)
-    fields: list[Field] = []
-    pos = start
-    while pos < limit:
-        m = _FIELD.match(content, pos, limit)
-        if m is not None:
-            name, raw = m.group(1, 2)
-            raw = raw.rstrip(b"\r\n")
-            if b"\n" in raw:  # folded: unfold (RFC 5322 2.2.3)
-                raw = _EOL.sub(b"", raw)
-            end_of_field = m.end()
-            fields.append(Field(name.decode("latin-1"), raw.decode("latin-1").strip(" \t"),
-                                pos, end_of_field))
-            pos = end_of_field
-            continue
-        if content.startswith(b"\n", pos) or content.startswith(b"\r\n", pos, stop):
-            return HeaderSection(tuple(fields), content.index(b"\n", pos) + 1)
-        if content.startswith(b"From ", pos) or content[pos] in b" \t":
-            nl = content.find(b"\n", pos, stop)  # an mbox line or a stray continuation
-            pos = stop if nl < 0 else nl + 1
-            continue
-        return HeaderSection(tuple(fields), pos)
-    if pos < stop:  # over the bound: skip to the blank line
-        blank = _BLANK.search(content, max(start, pos - 1), stop)
-        return HeaderSection(tuple(fields), stop if blank is None else blank.end())
-    return HeaderSection(tuple(fields), stop)
 
 
 # --- RFC 2045 5.1 / RFC 2231 parameters ----------------------------------------------------------
@@ -225,7 +159,7 @@ def _rfc2231(raw: list[tuple[str, str, bool]]) -> tuple[tuple[str, str], ...]:
                     charset, _, value = value.split("'", 2)
                 data += unquote_to_bytes(value)
             else:
-                data += value.encode("latin-1", "replace")
+                data += value.encode("utf-8", "replace")
         out.append((name, _decode(bytes(data), charset or "us-ascii")))
     return tuple(out)
 
@@ -311,8 +245,9 @@ def _entity(state: _Walk, start: int, end: int, depth: int, default_type: str) -
         state.truncated = True
         return None
     state.parts += 1
-    headers = read_part_headers(state.content, start, end)
-    if headers.body_start - start > MAX_HEADER_BYTES:
+    # A part's own header lines, read by the one header reader exactly as a message's are.
+    headers = read_at(state.content, start, end, MAX_HEADER_BYTES)
+    if headers.truncated:
         state.truncated = True
     ctype_text = headers.first("Content-Type")
     ctype = parse_header_value(ctype_text) if ctype_text is not None else None
@@ -342,7 +277,7 @@ def _entity(state: _Walk, start: int, end: int, depth: int, default_type: str) -
         return part  # the email package keeps such a multipart as one opaque part, too
     inner = "message/rfc822" if part.subtype == "digest" else "text/plain"
     children: list[Part] = []
-    for pstart, pend in _sections(state.content, boundary.rstrip().encode("latin-1", "replace"),
+    for pstart, pend in _sections(state.content, boundary.rstrip().encode("utf-8", "replace"),
                                   headers.body_start, end):
         child = _entity(state, pstart, pend, depth + 1, inner)
         if child is None:

@@ -222,7 +222,7 @@ def test_a_huge_single_part_is_linear() -> None:
 
 
 def test_parts_with_giant_header_sections() -> None:
-    giant = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))  # ~100 KB each
+    giant = b"".join(b"X-H%d: v\r\n" % i for i in range(9_000))  # ~90 KB, under 10,000 fields
     parts = [giant + b"Content-Type: image/png; name=p.png\r\n\r\nx" for _ in range(20)]
     tree, cpu = _timed(_multipart(parts))
     assert len(tree.root.children) == 20 and walk.has_attachments(tree)
@@ -236,7 +236,8 @@ def test_a_header_section_over_the_bound_is_cut_and_the_walk_goes_on() -> None:
     tree = walk.walk(content)
     first, second = tree.root.children
     assert tree.truncated and first.filename is None and second.filename == "g.gif"
-    assert content[first.body_start:first.body_end] == b"x"
+    # the reader stops before the over-long line (mailmgr.mime.headers): the rest is body
+    assert first.body_start == first.header_start
 
 
 def test_a_huge_boundary_makes_an_opaque_part() -> None:
