@@ -14,8 +14,9 @@ Heavy messages (mailmgr.heavy: >= 1 MiB, known once loaded) use at most half the
 that finds that lane full is parked, not waited for, so ordinary mail keeps the other half.
 Starts are counted in the spool (`spool.starts`, in every checkpoint of a run; written before the
 run for heavy or interrupted messages); after MAX_STARTS runs that never ended (the process died
-in them) the next start waits a growing backoff, and after GIVE_UP_STARTS the message is finished
-unprocessed with a `spool.message_abandoned` error: never a restart-loop poison.
+in them) the next start waits a growing backoff, and after GIVE_UP_STARTS the message is set
+aside, unprocessed, in the spool's quarantine folder (.eml + .json, fsynced) with a
+`spool.message_set_aside` error: never a restart-loop poison, never lost.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ _GATE_TICK = 0.05  # a held message re-checks the ingest signal at least this of
 STARTS_KEY = "spool.starts"  # reserved action_data keys: never a "<rule>.<action>" key
 DELAYED_KEY = "spool.start-delayed"  # the next start of a restart-looping message is due
 MAX_STARTS = 3  # unfinished starts of a message before its next one is delayed
-GIVE_UP_STARTS = 8  # unfinished starts after which it is finished unprocessed
+GIVE_UP_STARTS = 8  # unfinished starts after which it is set aside in quarantine/
 _POISON_BACKOFF = 60.0  # first delay after MAX_STARTS; doubles per start, capped at 1 h
 
 
@@ -330,14 +331,20 @@ class SpoolWorker:
     async def _count_start(self, mid: str, entry: SpoolEntry, starts: int
                            ) -> SpoolEntry | None:
         """Record one more start before it runs (one durable write); None when it must not run
-        now (delayed, or abandoned after GIVE_UP_STARTS)."""
+        now (delayed, or set aside after GIVE_UP_STARTS)."""
         state = entry.state
         delayed = any(key == DELAYED_KEY for key, _ in state.action_data)
         if starts > GIVE_UP_STARTS:
-            logs.error("spool.message_abandoned", message_id=mid,
-                       size=len(entry.message.content), starts=starts - 1,
-                       reason="the process stopped while processing it every time")
-            await self._finish(mid)
+            reason = "the process stopped while processing it every time"
+            try:
+                path = await self._store.set_aside(entry, reason)
+            except (OSError, SpoolError) as exc:  # kept in the spool: tried again later
+                logs.error("spool.set_aside_failed", message_id=mid, error=str(exc))
+                self._retry_after_crash(mid)
+                return None
+            logs.error("spool.message_set_aside", message_id=mid,
+                       size=len(entry.message.content), starts=starts - 1, reason=reason,
+                       path=str(path))
             self._heavy_ids.discard(mid)
             return None
         state = _with_starts(state, starts)

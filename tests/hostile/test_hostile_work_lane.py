@@ -4,6 +4,7 @@ spool workers, and a heavy message that keeps stopping the process is not restar
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -110,7 +111,7 @@ class Dies:
 
 
 @pytest.mark.parametrize("size", [HEAVY_BYTES + 10, 5_000])
-async def test_a_message_that_keeps_killing_the_process_backs_off_then_is_abandoned(
+async def test_a_message_that_keeps_killing_the_process_backs_off_then_is_set_aside(
     tmp_path: Path, size: int
 ) -> None:
     path = tmp_path / "spool"
@@ -145,13 +146,19 @@ async def test_a_message_that_keeps_killing_the_process_backs_off_then_is_abando
         await store.close()
         now[0] += 3 * 3600  # the next restart comes after any backoff
     assert runs == GIVE_UP_STARTS  # every start counted, then given up
-    # each start after MAX_STARTS waited, and one more restart abandoned it without a start
+    # each start after MAX_STARTS waited, and one more restart set it aside without a start
     assert delayed_runs == GIVE_UP_STARTS - MAX_STARTS + 1
     store = await open_store(path)
     try:
-        assert store.pending_ids() == []  # abandoned: finished, not a poison for ever
+        assert store.pending_ids() == []  # set aside: finished, not a poison for ever
     finally:
         await store.close()
+    # ... and not lost: the accepted bytes and their envelope are in the spool's quarantine
+    kept = path / "quarantine" / f"{poison.id}.eml"
+    assert kept.read_bytes() == poison.content
+    meta = json.loads(kept.with_suffix(".json").read_text())
+    assert meta["id"] == poison.id and meta["envelope"]["rcpt_to"] == list(poison.envelope.rcpt_to)
+    assert "stopped" in meta["reason"]
 
 
 class Raises:
