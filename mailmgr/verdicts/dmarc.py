@@ -15,8 +15,8 @@ domain nor cost DNS queries; From fields with more than MAX_FROM_ADDRESSES (50) 
 parsed (the same verdict; N from a plain scan). Not a bypass either -- DMARC permerror, FAIL with
 policy REJECT, reason "From field with no usable address" -- a present From field with no usable
 address (malformed list, no mailbox, a domain literal), a header section truncated at the
-reader's bound before any From field, and a "From:" after a bare CR inside another field (a From
-line to readers that break lines at a bare CR). No From field at all stays "none" (GRAY).
+reader's bound before any From field (a bare CR ends a line for the reader, so a From after one
+is a From field). No From field at all stays "none" (GRAY).
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ _DOWNGRADE = {DmarcPolicy.REJECT: DmarcPolicy.QUARANTINE,
 MAX_FROM_DOMAINS = 5
 MAX_FROM_ADDRESSES = 50  # more "@" than this in the From fields: not parsed, FAIL/REJECT
 _DOMAIN_SCAN = re.compile(r"@([^\s,;:<>()\"\[\]@\\]+)")
-_AFTER_BARE_CR = re.compile(r"\r[ \t]*from[ \t]*:", re.IGNORECASE)
 NO_ADDRESS = ""  # from_domains' marker: a From field is there, but no usable domain in it
 _SEVERITY = {DmarcPolicy.NONE: 0, DmarcPolicy.QUARANTINE: 1, DmarcPolicy.REJECT: 2}
 
@@ -80,10 +79,8 @@ def from_domains(content: bytes) -> tuple[str, ...]:
     section = read(content)
     values = section.get_all("From")
     if not values:
-        # A header section cut at a bound, or a From line that only a reader taking a bare CR
-        # for a line break would see: a From may be hidden there, so no bypass.
-        hidden = any(_AFTER_BARE_CR.search(f.value) for f in section.fields if "\r" in f.value)
-        return (NO_ADDRESS,) if section.truncated or hidden else ()
+        # A header section cut at a bound: a From may be hidden past it, so no bypass.
+        return (NO_ADDRESS,) if section.truncated else ()
     if sum(v.count("@") for v in values) > MAX_FROM_ADDRESSES:
         # Not worth a full parse (it runs on the event loop): the verdict is FAIL/REJECT either
         # way; the domains found by a plain scan give the count for the reason.
