@@ -29,12 +29,6 @@ pytestmark = pytest.mark.slow
 FIELD10 = CASES / "field/10-obs-header-whitespace-dmarc-bypass"
 
 
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer().start()
-    yield server
-    server.stop()
-
 
 @pytest.fixture
 def zone(dns_server: DnsServer) -> Iterator[Zone]:

@@ -4,9 +4,6 @@ queries, whatever SPF, DKIM and DMARC would ask for (counted at the loopback DNS
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, Verdict
 from mailmgr.verdicts.dns import (
@@ -19,20 +16,6 @@ from mailmgr.verdicts.dns import (
 from mailmgr.verdicts.service import VerdictsService
 from tests.verdicts.dns_server import DnsServer, Zone
 from tests.verdicts.verdicts_samples import message, publish_key, sign
-
-
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def zone(dns_server: DnsServer) -> Iterator[Zone]:
-    dns_server.zone.clear()
-    yield dns_server.zone
-    dns_server.zone.clear()
 
 
 def inbound(content: bytes, mail_from: str = "bounce@spf.test") -> InboundMessage:

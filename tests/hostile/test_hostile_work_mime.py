@@ -8,27 +8,17 @@ import os
 import smtplib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from mailmgr.actions import qbusiness
 from mailmgr.actions.base import ActionInput
 from mailmgr.archive.fields import extract
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, Verdicts
 from tests.support import ServerProcess, basic_config
-from tests.verdicts.dns_server import DnsServer
+from tests.verdicts.dns_server import DnsServer, Zone
 
 PARTS = 100_000
-
-
-@pytest.fixture(scope="module")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer().start()  # NXDOMAIN for everything: verdicts stay local and fast
-    yield server
-    server.stop()
 
 
 def many_parts(n: int) -> bytes:
@@ -57,7 +47,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def test_many_part_messages_do_not_delay_other_mail(
-    tmp_path: Path, server_factory: Any, dns_server: DnsServer
+    tmp_path: Path, server_factory: Any, dns_server: DnsServer, zone: Zone
 ) -> None:
     config = basic_config(tmp_path, Dns={"Nameservers": [dns_server.address], "Timeout": 1})
     config["TrafficPolicies"][0]["MaxMessageSizeBytes"] = 20_000_000
