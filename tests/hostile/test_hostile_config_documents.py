@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hostile_config_support import (
+
+from mailmgr.config.documents import MAX_DEPTH, parse_document
+from mailmgr.config.fields import MAX_PROBLEMS, MESSAGE_CHARS, PATH_CHARS, Ctx, Sink
+from tests.hostile.hostile_config_support import (
     assert_refused,
     config_text,
     mailmgr,
     write,
 )
-
-from mailmgr.config.documents import MAX_DEPTH, parse_document
-from mailmgr.config.fields import MAX_PROBLEMS, MESSAGE_CHARS, PATH_CHARS, Ctx, Sink
 
 MIB = 1024 * 1024
 
