@@ -133,6 +133,8 @@ def read_limited(path: Path, limit: int) -> bytes:
         raise
     except OSError as exc:
         raise UnreadableFile(exc.strerror or type(exc).__name__) from None
+    except ValueError:  # the OS cannot even name it
+        raise UnreadableFile("the path contains a NUL character") from None
     if len(data) > limit:  # it grew since stat()
         raise UnreadableFile(_too_large(len(data), limit))
     return data

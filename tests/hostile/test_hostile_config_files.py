@@ -145,6 +145,12 @@ def test_directory_as_key_is_refused(tmp_path: Path, files: Files) -> None:
              f"cannot read {folder}: it is a directory")
 
 
+def test_nul_in_key_path_is_refused(tmp_path: Path, files: Files) -> None:
+    bad = Path(f"{files.key}\x00.key")
+    line = _refused(_config(tmp_path, files.cert, bad), KEY_AT, "contains a NUL character")
+    assert "internal error" not in line
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file")
 def test_unreadable_key_is_refused(tmp_path: Path, files: Files) -> None:
     files.key.chmod(0)
