@@ -93,8 +93,12 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """Duplicate keys are refused among the mapping's own keys; merged keys (`<<: *defaults`,
+    YAML 1.1 merge) may be overridden by them, as the merge key type specifies."""
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node)
         if isinstance(key, str) and key in seen:
             raise yaml.constructor.ConstructorError(
