@@ -49,7 +49,7 @@ def one_line(text: str, limit: int) -> str:
     text = clip(text, limit)
     if _CONTROL.search(text):
         text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-    return clip(text, limit + 3)
+    return clip(text, limit)
 
 
 def key_path(path: str, key: object) -> str:
