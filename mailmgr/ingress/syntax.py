@@ -215,9 +215,12 @@ def _path(rest: str, utf8: bool) -> tuple[str, str] | None:
     if plain is not None:
         if (
             plain.end(1) - plain.start(1) <= LOCAL_PART_LIMIT
-            and plain.end(2) - plain.start(2) <= DOMAIN_LIMIT
+            and plain.end(2) < PATH_LIMIT  # ASCII: characters are octets; +1 for ">"
         ):
-            return rest[plain.start(1) : plain.end(2)], rest[plain.end() :]
+            after = rest[plain.end() :]
+            if after and after.lstrip(" ")[:1] == "<":
+                return None  # a second path, not parameters
+            return rest[plain.start(1) : plain.end(2)], after
         return None
     if rest[:1] != "<":
         return None
@@ -228,7 +231,7 @@ def _path(rest: str, utf8: bool) -> tuple[str, str] | None:
         if end < 0:
             return None
     after = rest[end + 1 :]
-    if after and after[0] != " ":
+    if after and (after[0] != " " or after.lstrip(" ")[:1] == "<"):
         return None
     inner = rest[1:end]
     if len(rest[: end + 1].encode()) > PATH_LIMIT:
