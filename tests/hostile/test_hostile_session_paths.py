@@ -156,7 +156,8 @@ async def test_bad_ehlo_arguments_get_501(server: Running, ehlo: str) -> None:
 
 async def test_valid_odd_forms_are_accepted_and_stored_as_sent(server: Running) -> None:
     rcpts = [
-        '<"quoted local part"@x.test>', '<"a\\"b\\\\c"@x.test>', "<@relay.test,@r2.test:src@x.test>",
+        '<"quoted local part"@x.test>', '<"a\\"b\\\\c"@x.test>',
+        "<@relay.test,@r2.test:src@x.test>",
         "<Postmaster>", "<POSTMASTER>", "<u@[IPv6:::1]>", "<u@[IPv6:2001:db8::192.0.2.1]>",
         "<u@[192.0.2.1]>", "<u@[x-tag:content]>", "<a..b@x.test>", "<o'brien+tag@x.test>",
         "<" + "l" * 64 + "@" + "d" * 63 + ".test>",
