@@ -15,7 +15,7 @@ async def test_plain_and_unusual_addresses_in_one_pipelined_transaction(
         b"MAIL FROM:<o'brien+tag@sub.example.test> SIZE=100\r\n"
         b'RCPT TO:<"quoted local"@x.test>\r\n'  # not a dot-string: the full grammar decides
         b"RCPT TO:<first.last@x.test>\r\n"
-        b"RCPT TO:<a..b@x.test>\r\n"  # empty atom: accepted for compatibility (see ingress/syntax.py)
+        b"RCPT TO:<a..b@x.test>\r\n"  # empty atom: accepted for compatibility (ingress/syntax)
         b"RCPT TO:<c@x.test>junk\r\n"  # no space before the parameters: a path syntax error
         b"RCPT TO:<c@>\r\n"  # malformed
         b"DATA\r\n"
