@@ -304,7 +304,8 @@ class SmtpProtocol(SMTP):
         extended = self.session is not None and self.session.extended_smtp
         limit = COMMAND_LIMIT
         if extended and verb in ("MAIL", "RCPT"):
-            limit = MAIL_AUTH_COMMAND_LIMIT if self._settings.auth else MAIL_COMMAND_LIMIT
+            auth = verb == "MAIL" and self._settings.auth is not None
+            limit = MAIL_AUTH_COMMAND_LIMIT if auth else MAIL_COMMAND_LIMIT
         if verb == "AUTH":
             limit = AUTH_LINE_LIMIT
         if len(line) > limit:

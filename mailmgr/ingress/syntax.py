@@ -31,15 +31,16 @@ _PLAIN_PATH = re.compile(
 )
 _ATEXT_SET = frozenset(_ATEXT.replace("A-Za-z0-9", "") + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                        "abcdefghijklmnopqrstuvwxyz0123456789")
+_HELO_ASCII = re.compile(r"[!-~]{1,255}\Z")
 _LDH_LABEL = re.compile(rf"{_LABEL}\Z")
 _SNUM = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
 _STANDARDIZED_TAG = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*\Z")
 # esmtp-value (§4.1.2): %d33-60 / %d62-126; RFC 6531 §3.3 adds UTF8-non-ascii (checked apart).
 _VALUE = re.compile(r"[!-<>-~]+\Z")
-# xtext (RFC 3461 §4): xchar = %d33-42 / %d44-60 / %d62-126, hexchar = "+" 2 upper HEXDIG.
 # A whole ASCII parameter list that is well-formed (each parameter after one or more SP).
 _ASCII_PARAMS = re.compile(r"(?: +[A-Za-z0-9][A-Za-z0-9-]*(?:=[!-<>-~]+)?)* *\Z")
+# xtext (RFC 3461 §4): xchar = %d33-42 / %d44-60 / %d62-126, hexchar = "+" 2 upper HEXDIG.
 _XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})+\Z")
 # Unicode categories refused everywhere: controls (C0 and C1), surrogates, private use,
 # unassigned, line/paragraph separators, and format characters (bidi overrides, BOM, zero
@@ -68,11 +69,6 @@ class MailCommand(NamedTuple):
 def _unicode_ok(char: str) -> bool:
     """A non-ASCII character RFC 6531 may carry and that cannot break a line or hide text."""
     return char in _JOINERS or unicodedata.category(char) not in _REFUSED_CATEGORIES
-
-
-def _utf8_ok(text: str) -> bool:
-    """Every non-ASCII character of `text` is allowed (ASCII is checked by the callers)."""
-    return all(c < "\x80" or _unicode_ok(c) for c in text)
 
 
 # ---------------------------------------------------------------- domains and literals
@@ -130,6 +126,8 @@ def helo_domain(arg: str | None) -> str | Reply:
     """
     if not arg:
         return replies.HELO_SYNTAX
+    if _HELO_ASCII.match(arg) and arg[0] != "[":
+        return arg  # the common case: one word of visible ASCII
     if len(arg.encode()) > HELO_LIMIT:
         return replies.BAD_HELO
     for char in arg:
