@@ -83,6 +83,32 @@ def test_the_fast_path_accepts_nothing_the_full_grammar_refuses(arg: str) -> Non
         assert syntax._mailbox(plain.group(1) + "@" + plain.group(2), False)
 
 
+ATOM = st.text("abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=8)
+LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+QTEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=10).map(
+    lambda text: '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+LOCAL = st.one_of(st.lists(ATOM, min_size=1, max_size=4).map(".".join), QTEXT)
+DOMAIN = st.one_of(
+    st.lists(LABEL, min_size=1, max_size=4).map(".".join),
+    st.ip_addresses(v=4).map(lambda ip: f"[{ip}]"),
+    st.ip_addresses(v=6).map(lambda ip: f"[IPv6:{ip}]"),
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(local=LOCAL, domain=DOMAIN, route=st.lists(LABEL, max_size=2))
+def test_valid_paths_are_accepted_and_kept_as_sent(
+    local: str, domain: str, route: list[str]
+) -> None:
+    mailbox = f"{local}@{domain}"
+    hops = ",".join(f"@{hop}" for hop in route) + (":" if route else "")
+    mail = syntax.mail_command(f"FROM:<{hops}{mailbox}> SIZE=1", extended=True,
+                               auth_offered=False, max_size=10)
+    assert not isinstance(mail, Reply), mail
+    assert mail.mail_from == mailbox and mail.size == 1
+    assert syntax.rcpt_command(f"TO:<{hops}{mailbox}>", extended=True, smtputf8=False) == mailbox
+
+
 # ---------------------------------------------------------------- the real server
 
 
