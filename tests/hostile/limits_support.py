@@ -61,7 +61,7 @@ async def raw_client(port: int, source: str = "127.0.0.1") -> RawClient:
     return RawClient(reader, writer)
 
 
-async def wait_until(predicate: object, timeout: float) -> float:
+async def wait_until(predicate: object, timeout: float) -> float:  # noqa: ASYNC109
     """Seconds until `predicate()` is true; AssertionError after `timeout`."""
     loop = asyncio.get_running_loop()
     start = loop.time()
