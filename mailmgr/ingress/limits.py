@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import resource
+import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
@@ -44,10 +44,10 @@ def address_key(ip: str) -> str:
     if ":" not in ip:
         return ip
     try:
-        network = ipaddress.IPv6Network((ip, 64), strict=False)
-    except ValueError:
+        prefix = socket.inet_pton(socket.AF_INET6, ip)[:8]
+    except OSError:
         return ip
-    return str(network)
+    return prefix.hex(":", 2) + "::/64"  # e.g. 2001:0db8:0000:0001::/64
 
 
 class _Entry:
@@ -83,7 +83,7 @@ class AddressTable:
 
     def __init__(self, *, max_addresses: int = MAX_ADDRESSES,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._entries: dict[str, _Entry] = {}  # least recently seen first
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently seen first
         self._max = max_addresses
         self.clock = clock
         self.connections = 0  # open connections, all addresses
@@ -93,14 +93,13 @@ class AddressTable:
 
     def entry(self, key: str, *, touch: bool = True) -> _Entry:
         entries = self._entries
-        found = entries.pop(key, None) if touch else entries.get(key)
+        found = entries.get(key)
         if found is None:
             if len(entries) >= self._max:
                 self._evict()
-            found = _Entry(self.clock())
-            entries[key] = found
+            found = entries[key] = _Entry(self.clock())
         elif touch:
-            entries[key] = found
+            entries.move_to_end(key)
         return found
 
     def peek(self, key: str) -> _Entry | None:
@@ -108,8 +107,8 @@ class AddressTable:
 
     def _evict(self) -> None:
         entries = self._entries
-        for key in list(entries)[:8]:  # bounded work; live entries are moved to the end
-            victim = entries.pop(key)
+        for _ in range(8):  # bounded work; live entries go to the end, the table may grow
+            key, victim = entries.popitem(last=False)
             if victim.idle():
                 return
             entries[key] = victim
