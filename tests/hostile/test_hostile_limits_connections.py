@@ -17,6 +17,7 @@ from limits_support import FdLimitedServer, limited_server, raise_own_fd_limit, 
 
 from mailmgr.config.models import ServerLimits
 from mailmgr.ingress import IngressServer
+from mailmgr.ingress.limits import AddressTable, address_key
 from tests.support import ROOT, basic_config, write_config
 
 REFUSED_FROM_ADDRESS = "421 4.7.0 Too many connections from your address, try again later"
@@ -197,3 +198,23 @@ def test_accept_emfile_gives_one_log_line_and_no_traceback(tmp_path: Path) -> No
     events = [json.loads(line) for line in text.splitlines()]
     failed = [e for e in events if e["event"] == "ingress.accept_failed"]
     assert 1 <= len(failed) <= 2 and failed[0]["error"] == "EMFILE"
+
+
+def test_ipv6_clients_are_counted_per_64() -> None:
+    assert address_key("2001:db8:0:1::1") == address_key("2001:db8:0:1:ffff:ffff:ffff:ffff")
+    assert address_key("2001:db8:0:1::1") != address_key("2001:db8:0:2::1")
+    assert address_key("192.0.2.7") == "192.0.2.7"
+
+
+def test_address_table_stays_bounded_and_keeps_live_entries() -> None:
+    table = AddressTable(max_addresses=100)
+    limits = ServerLimits()
+    assert table.admit("10.0.0.1", limits) is None  # stays open throughout
+    for i in range(10_000):  # a spray of one-shot addresses
+        key = f"10.1.{i // 256}.{i % 256}"
+        assert table.admit(key, limits) is None
+        table.release(key)
+    assert len(table) <= 100
+    peek = table.peek("10.0.0.1")
+    assert peek is not None and peek.connections == 1
+    assert table.connections == 1
