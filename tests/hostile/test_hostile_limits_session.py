@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
+from pathlib import Path
 
 import pytest
 from limits_support import limited_server, raw_client, wait_until
 
 from mailmgr.config.models import ServerLimits
-from tests.ingress.ingress_support import RawClient
+from tests.ingress.ingress_support import RawClient, make_certs
 
 
 def _flood_without_reading(port: int) -> socket.socket:
@@ -182,3 +184,38 @@ async def test_messages_per_address_per_minute_span_connections() -> None:
         await other.command("EHLO c.test")
         assert (await other.command("MAIL FROM:<a@x.test>"))[0] == 250
         await other.close()
+
+
+def _flood_over_starttls(port: int, context: ssl.SSLContext) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(5.0)
+    file = sock.makefile("rb")
+    assert file.readline().startswith(b"220")
+    sock.sendall(b"EHLO c.test\r\n")
+    while file.readline()[3:4] == b"-":
+        pass
+    sock.sendall(b"STARTTLS\r\n")
+    assert file.readline().startswith(b"220")
+    tls = context.wrap_socket(sock, server_hostname="localhost")
+    tls.settimeout(1.0)
+    try:
+        while True:
+            tls.sendall(b"NOOP\r\n" * 10000)
+    except (TimeoutError, OSError):
+        pass
+    return tls
+
+
+async def test_never_reading_client_inside_tls_is_aborted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    certs = make_certs(tmp_path)
+    async with limited_server(ServerLimits(write_timeout=1.0), certs=certs) as server:
+        port = server.addresses()[0][1]
+        with caplog.at_level(logging.WARNING, logger="mailmgr"):
+            sock = await asyncio.to_thread(_flood_over_starttls, port, certs.client_context())
+            await wait_until(lambda: server.active_sessions == 0, timeout=20)
+        assert "smtp.write_timeout" in [r.msg for r in caplog.records]
+        sock.close()
