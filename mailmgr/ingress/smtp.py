@@ -46,7 +46,7 @@ ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})  # RFC
 # The StreamReader limit: the DATA chunk size (command lines are limited to COMMAND_LIMIT).
 _READ_CHUNK = 65536
 _NO_HOOKS: dict[str, Any] = {}
-_HELD_REPLIES = 256
+_HELD_REPLIES = 256  # held back at most: a client that pipelines forever still meets drain()
 # `<local@domain>` where both parts are ASCII dot-atoms (RFC 5322 §3.2.3), then nothing or
 # whitespace: the stdlib parser returns exactly the part between the brackets for these, so they
 # skip it (it costs ~40 µs per address). Anything else still goes through the stdlib parser.
@@ -249,8 +249,7 @@ class SmtpProtocol(SMTP):
 
     async def _send_bytes(self, data: bytes, *, flush: bool = False) -> None:
         """Send one reply; while further pipelined commands are already buffered, hold it back
-        so their replies leave in one write (RFC 2920 §3.1 lets the server batch them). At most
-        _HELD_REPLIES are held: a client that pipelines forever must meet drain()."""
+        so their replies leave in one write (RFC 2920 §3.1 lets the server batch them)."""
         if not flush and len(self._out) < _HELD_REPLIES and not self._stopping and (
                 self._line_waiting()):
             self._out.append(data)
