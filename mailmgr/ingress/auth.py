@@ -208,7 +208,7 @@ class AuthThrottle:
         self._max = max_delay
         self.limit = limit
         self._window = window
-        self._table = table or AddressTable(clock=clock)
+        self._table = AddressTable(clock=clock) if table is None else table  # empty is falsy
         self._clock = self._table.clock
 
     def failures(self, ip: str) -> int:

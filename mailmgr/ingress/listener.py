@@ -77,8 +77,10 @@ class IngressServer:
                 secret_arn=ingress_point.secret_arn,
                 secrets=secrets,
             )
-        limits = limits or Limits()
-        addresses = addresses or AddressTable()
+        # `is None`, never `or`: an empty AddressTable is falsy (it has a length), and every
+        # ingress point must share the app's one table (process-wide caps, one AUTH budget).
+        limits = Limits() if limits is None else limits
+        addresses = AddressTable() if addresses is None else addresses
         self._settings = SmtpSettings(
             hostname=hostname,
             max_message_size=effective_size_limit(max_message_size),
@@ -86,7 +88,7 @@ class IngressServer:
             ssl_context=ssl_context,
             timeout=limits.command_timeout if command_timeout is None else command_timeout,
             auth=auth,
-            throttle=throttle or AuthThrottle(table=addresses),
+            throttle=AuthThrottle(table=addresses) if throttle is None else throttle,
             trust=trust,
             fips=ingress_point.tls_policy is TlsPolicy.FIPS,
             limits=limits,

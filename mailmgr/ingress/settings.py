@@ -77,10 +77,10 @@ class SmtpSettings:
         self.ssl_context = ssl_context
         self.timeout = timeout
         self.auth = auth
-        self.throttle = throttle or AuthThrottle()
+        self.throttle = AuthThrottle() if throttle is None else throttle
         self.trust = trust
         self.fips = fips
-        self.limits = limits or Limits()
+        self.limits = Limits() if limits is None else limits
         common = (
             f"SIZE {max_message_size}",
             "8BITMIME",
@@ -104,7 +104,7 @@ class SessionSet:
 
     def __init__(self, table: AddressTable | None = None) -> None:
         self.live: dict[SmtpProtocol, str] = {}  # session -> its address key
-        self.table = table or AddressTable()
+        self.table = AddressTable() if table is None else table
         self._empty = asyncio.Event()
         self._empty.set()
 

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from limits_support import FdLimitedServer, limited_server, raise_own_fd_limit, raw_client
 
@@ -218,3 +219,27 @@ def test_address_table_stays_bounded_and_keeps_live_entries() -> None:
     peek = table.peek("10.0.0.1")
     assert peek is not None and peek.connections == 1
     assert table.connections == 1
+
+
+def test_every_ingress_point_shares_one_table_of_addresses(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    """The caps are per process and per client address, whatever ingress point is connected to:
+    a second point must not open a fresh table (an empty table is falsy: `or` made one)."""
+    config = basic_config(tmp_path, Limits={"MaxConnectionsPerAddress": 2})
+    second = dict(config["IngressPoints"][0], IngressPointName="submission")
+    config["IngressPoints"].append(second)
+    server = server_factory(config).start()
+    ports = [int(listener["address"].rsplit(":", 1)[1])
+             for listener in server.wait_for("server.started")["listeners"]]
+    assert len(set(ports)) == 2
+    held = [socket.create_connection(("127.0.0.1", ports[0]), 5) for _ in range(2)]
+    try:
+        for sock in held:
+            assert sock.recv(100).startswith(b"220")
+        with socket.create_connection(("127.0.0.1", ports[1]), 5) as third:
+            assert third.recv(100) == (
+                REFUSED_FROM_ADDRESS.encode() + b"\r\n")  # the other point: same address
+    finally:
+        for sock in held:
+            sock.close()
