@@ -18,9 +18,42 @@ from mailmgr.errors import ConfigProblem
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
+# A problem line quotes values; bound it so no value (a PEM blob, a huge list) floods the output.
+MAX_SHOWN_CHARS = 120
+MAX_MESSAGE_CHARS = 1_000
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def key_path(path: str, key: object) -> str:
-    text = str(key)
-    return f"{path}.{text}" if _IDENT.fullmatch(text) else f"{path}[{text!r}]"
+    text = key if isinstance(key, str) else bounded_repr(key)
+    if _IDENT.fullmatch(text):
+        return f"{path}.{text}"
+    return f"{path}[{_clip(repr(text), MAX_SHOWN_CHARS)}]"
+
+
+def bounded_repr(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters (+ "..."), computed without rendering a huge
+    container in full: lists, tuples and mappings are rendered item by item until the limit."""
+    if isinstance(value, list | tuple | dict):
+        items = value.items() if isinstance(value, dict) else value
+        opening, closing = ("{", "}") if isinstance(value, dict) else (
+            ("[", "]") if isinstance(value, list) else ("(", ")"))
+        parts: list[str] = []
+        used = 1
+        for item in items:
+            text = (f"{bounded_repr(item[0], limit)}: {bounded_repr(item[1], limit)}"
+                    if isinstance(value, dict) else bounded_repr(item, limit))
+            parts.append(text)
+            used += len(text) + 2
+            if used > limit:
+                break
+        return _clip(opening + ", ".join(parts) + closing, limit)
+    if isinstance(value, str):
+        return repr(_clip(value, limit))
+    return _clip(repr(value), limit)
 
 
 def index_path(path: str, index: int) -> str:
@@ -47,10 +80,8 @@ def type_name(value: object) -> str:
 
 def show(value: object, limit: int = 60) -> str:
     """Quote a value for a message, shortened so huge PEM blobs do not flood the output."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"'{text}'"
+    text = value if isinstance(value, str) else bounded_repr(value, limit)
+    return f"'{_clip(text, limit)}'"
 
 
 @dataclass
@@ -67,7 +98,10 @@ class Ctx:
     sink: Sink
 
     def problem(self, path: str, message: str) -> None:
-        self.sink.problems.append(ConfigProblem(self.file, path, message))
+        """Record one problem; path and message are clipped (MAX_MESSAGE_CHARS) as a last
+        guard -- callers embed values through `show`/`bounded_repr`, never a bare repr."""
+        self.sink.problems.append(ConfigProblem(
+            self.file, _clip(path, MAX_MESSAGE_CHARS), _clip(message, MAX_MESSAGE_CHARS)))
 
     def resolve(self, text: str) -> Path:
         return self.base / Path(text).expanduser()

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailmgr.config.documents import load_document
-from mailmgr.config.fields import Ctx, Sink, check_keys, index_path, key_path, type_name
+from mailmgr.config.fields import (
+    Ctx,
+    Sink,
+    bounded_repr,
+    check_keys,
+    index_path,
+    key_path,
+    type_name,
+)
 from mailmgr.config.ids import ID_PATTERN, KINDS, ResourceKind, derive_id, make_arn
 from mailmgr.config.models import Config, ServerConfig
 from mailmgr.config.refs import Declared, Resolver
@@ -77,8 +85,9 @@ def _explicit_id(ctx: Ctx, raw: dict[str, Any], key: str, path: str) -> str | No
     if value is None:
         return None
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        shown = bounded_repr(value)
         ctx.problem(key_path(path, key),
-                    f"value {value!r} does not match pattern {ID_PATTERN.pattern} ({key})")
+                    f"value {shown} does not match pattern {ID_PATTERN.pattern} ({key})")
         return None
     return value
 

@@ -17,6 +17,7 @@ from mailmgr.config.conditions import policy_statements
 from mailmgr.config.documents import address_file_members
 from mailmgr.config.fields import (
     Ctx,
+    bounded_repr,
     check_keys,
     key_path,
     mapping,
@@ -205,7 +206,7 @@ def build_address_list(p: Pending, resolver: Resolver) -> AddressList | None:
                 raise ValueError("expected a string")
             parse_member(text)
         except ValueError as exc:
-            ctx.problem(where, f"invalid address list member {text!r}: {exc}")
+            ctx.problem(where, f"invalid address list member {bounded_repr(text)}: {exc}")
             return
         lowered = text.lower()
         if lowered not in seen:
