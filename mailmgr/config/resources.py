@@ -26,6 +26,7 @@ from mailmgr.config.fields import (
     parse_host_port,
     str_list,
 )
+from mailmgr.config.files import check_ca_file, check_certificate_files, check_trust_store
 from mailmgr.config.ids import ResourceKind
 from mailmgr.config.models import (
     AcceptAction,
@@ -95,7 +96,10 @@ def _certificate(p: Pending) -> TlsCertificate | None:
     if cert is None or key is None:
         p.ctx.problem(where, "TlsCertificate needs both CertificateFile and PrivateKeyFile")
         return None
-    return TlsCertificate(p.ctx.resolve(cert), p.ctx.resolve(key))
+    certificate = TlsCertificate(p.ctx.resolve(cert), p.ctx.resolve(key))
+    # Neither file present is the fresh-clone case: serve creates a dev certificate there.
+    check_certificate_files(p.ctx, certificate, where, missing_ok=True)
+    return certificate
 
 
 def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
@@ -140,6 +144,12 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
         p.ctx.problem(p.path, "an MTLS ingress point needs IngressPointConfiguration "
                               "TlsAuthConfiguration.TrustStore")
 
+    trust_store = None if trust is None else TrustStore(
+        trust["CAContent"], trust.get("CrlContent"), trust.get("KmsKeyArn")
+    )
+    if trust_store is not None:
+        check_trust_store(p.ctx, trust_store, p.at("IngressPointConfiguration")
+                          + ".TlsAuthConfiguration.TrustStore")
     rule_set = resolver.check(p.ctx, p.at("RuleSetId"), ResourceKind.RULE_SET, raw["RuleSetId"])
     policy = resolver.check(p.ctx, p.at("TrafficPolicyId"), ResourceKind.TRAFFIC_POLICY,
                             raw["TrafficPolicyId"])
@@ -150,9 +160,7 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
         tls_certificate=certificate,
         smtp_password=configuration.get("SmtpPassword"),
         secret_arn=configuration.get("SecretArn"),
-        trust_store=None if trust is None else TrustStore(
-            trust["CAContent"], trust.get("CrlContent"), trust.get("KmsKeyArn")
-        ),
+        trust_store=trust_store,
         status=IngressPointStatus(status),
     )
 
@@ -184,6 +192,8 @@ def build_relay(p: Pending, resolver: Resolver) -> Relay | None:
         required = opt_bool(p.ctx, found, "Required", where)
         verify = opt_bool(p.ctx, found, "Verify", where)
         ca_file = opt_str(p.ctx, found, "CaFile", where)
+        if ca_file is not None:
+            check_ca_file(p.ctx, p.ctx.resolve(ca_file), key_path(where, "CaFile"))
         tls = RelayTls(
             required=bool(required), verify=verify is not False,
             ca_file=None if ca_file is None else p.ctx.resolve(ca_file),

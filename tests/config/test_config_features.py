@@ -9,7 +9,7 @@ import botocore.session
 import pytest
 from config_helpers import MAILBOX_ARN, Problems, base, write
 
-from mailmgr import config
+from mailmgr import certs, config
 from mailmgr.config import features
 from mailmgr.config.actions import ACTION_BUILDERS
 from mailmgr.config.models import ALL_ACTION_CLASSES, AcceptAction
@@ -62,7 +62,9 @@ def _ingress(**changes: Any) -> dict[str, Any]:
 
 
 CERT = {"CertificateFile": "s.pem", "PrivateKeyFile": "s.key"}
-TRUST = {"TlsAuthConfiguration": {"TrustStore": {"CAContent": "-----BEGIN CERTIFICATE-----"}}}
+# The loader parses CAContent: a real (generated) CA certificate.
+_CA_PEM = certs.cert_pem(certs.make_ca().certificate).decode()
+TRUST = {"TlsAuthConfiguration": {"TrustStore": {"CAContent": _CA_PEM}}}
 
 
 @pytest.mark.parametrize("changes", [

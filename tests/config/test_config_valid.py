@@ -8,7 +8,7 @@ from typing import Any
 
 from config_helpers import MAILBOX_ARN, base, find, problems_of, write
 
-from mailmgr import config
+from mailmgr import certs, config
 from mailmgr.config.ids import ResourceKind, derive_id
 from mailmgr.config.models import (
     AcceptAction,
@@ -108,8 +108,14 @@ FULL: dict[str, Any] = {
 }
 
 
+def _write_full(tmp_path: Path) -> Path:
+    # The loader reads files the config names (Relay CaFile): give it a real CA bundle.
+    (tmp_path / "ca.pem").write_bytes(certs.cert_pem(certs.make_ca().certificate))
+    return write(tmp_path, FULL)
+
+
 def test_full_config_loads(tmp_path: Path) -> None:
-    path = write(tmp_path, FULL)
+    path = _write_full(tmp_path)
     cfg = config.load(path)
 
     assert cfg.source == path
@@ -182,7 +188,7 @@ def test_derived_id_is_documented_scheme() -> None:
 
 
 def test_summary_lists_resources(tmp_path: Path) -> None:
-    cfg = config.load(write(tmp_path, FULL))
+    cfg = config.load(_write_full(tmp_path))
     text = config.summary(cfg)
     for needle in (
         "inp-inbound", "arn:aws:ses:eu-west-1:123456789012:mailmanager-ingress-point/inp-inbound",
