@@ -7,7 +7,6 @@ aiosmtpd, botocore or any other package of ours except `errors`.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -258,33 +257,3 @@ class ProcessingState:
             action_data=tuple((str(k), str(v)) for k, v in data.get("action_data", [])),
             done=bool(data.get("done", False)),
         )
-
-
-_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n")
-
-
-def header_end(content: bytes) -> int:
-    """Offset just past the header section's last line (before the blank line), or len(content)
-    when the message has no body separator."""
-    # One scan that stops at the first blank line (CRLF or LF-only), rather than two searches
-    # of which one always runs to the end of the body.
-    found = _BLANK_LINE.search(content)
-    if found is None:
-        return len(content)
-    return found.start() + (2 if found.group() == b"\r\n\r\n" else 1)
-
-
-def with_headers(content: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
-    """The message as actions see it: `headers` appended to the end of the header section,
-    in order, with the line ending the message already uses."""
-    if not headers:
-        return content
-    end = header_end(content)
-    eol = b"\r\n" if b"\r\n" in content[: end + 2] or not content else b"\n"
-    if end == len(content) and content and not content.endswith(b"\n"):
-        content += eol
-        end = len(content)
-    added = b"".join(
-        name.encode("ascii") + b": " + value.encode("utf-8") + eol for name, value in headers
-    )
-    return content[:end] + added + content[end:]

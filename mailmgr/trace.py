@@ -2,6 +2,7 @@
 
 Built from the stored session facts only, so every retry of a message renders the same bytes.
 Names no software or version (semantics.md §2) and lists a recipient only when there is one.
+Rendered by mailmgr.mime.render, so no stored value can add a line to it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ import ipaddress
 import re
 
 from mailmgr.message import InboundMessage
+from mailmgr.mime.render import render_lines
 
 # What may appear unquoted in the `from` clause; anything else in a client's HELO is replaced,
 # so a hostile HELO cannot inject header syntax (parentheses, semicolons, line breaks).
 _HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+# A recipient with any control character (C0, DEL, C1, U+2028/9) is left out of the `for`
+# clause rather than shown altered: the clause is optional (RFC 5321 §4.4) and a mangled path
+# would name someone else.
+_PATH_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def _address_literal(ip: str) -> str:
@@ -33,21 +39,20 @@ def _protocol(message: InboundMessage) -> str:
 
 
 def received_field(message: InboundMessage, hostname: str, eol: bytes = b"\r\n") -> bytes:
-    """The complete field, folded, ending with `eol`."""
+    """The complete field, one clause a line, ending with `eol`; never more than one field,
+    whatever the session facts hold (see mailmgr.mime.render.render_lines)."""
     session = message.session
     helo = _HELO_UNSAFE.sub("?", session.helo)[:255] or "unknown"
     parts = [f"from {helo} ({_address_literal(session.peer_ip)})"]
     by = f"by {hostname} with {_protocol(message)}"
     if session.tls and session.tls_protocol and session.tls_cipher:
         by += f" (using {session.tls_protocol} with cipher {session.tls_cipher})"
-    parts.append(by)
-    ident = f"id {message.id}"
+    parts += [by, f"id {message.id}"]
     recipients = message.envelope.rcpt_to
-    if len(recipients) == 1 and "\n" not in recipients[0] and "\r" not in recipients[0]:
-        ident += f"\n\tfor <{recipients[0]}>"
-    parts.append(ident)
+    if len(recipients) == 1 and not _PATH_UNSAFE.search(recipients[0]):
+        parts.append(f"for <{recipients[0]}>")
     when = email.utils.format_datetime(
         dt.datetime.fromtimestamp(message.received_at, dt.UTC).replace(microsecond=0)
     )
-    text = "Received: " + "\n\t".join(parts) + f"; {when}"
-    return text.replace("\n", eol.decode()).encode("utf-8") + eol
+    parts[-1] += f"; {when}"
+    return render_lines("Received", parts, eol)

@@ -11,6 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support import ServerProcess, write_config
+from tests.verdicts.dns_server import DnsServer, Zone
 
 
 @pytest.fixture
@@ -48,3 +49,18 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=10).close()
     return moto_endpoint
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    """One real loopback DNS server (dnspython) for the whole session; `zone` resets it."""
+    server = DnsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def zone(dns_server: DnsServer) -> Iterator[Zone]:
+    dns_server.zone.clear()
+    yield dns_server.zone
+    dns_server.zone.clear()

@@ -1,20 +1,19 @@
 """The SES event objects PublishToSns and InvokeLambda send: `mail` and `receipt` (seed 003).
 
 Pure functions from an ActionInput to JSON-ready documents; must not call AWS or log. The
-headers list is capped by the caller's limit (10 KB for Lambda, 20 or 100 KB for SNS).
+headers list is capped by the caller's limit (10 KB for Lambda, 20 or 100 KB for SNS). Header
+fields come from mailmgr.mime (the one reader, strict address lists, RFC 2047 §6.2 decoding).
 """
 
 from __future__ import annotations
 
-import email.utils
 from datetime import UTC, datetime
-from email import policy
-from email.headerregistry import Address
-from email.parser import BytesHeaderParser
 from typing import Any
 
 from mailmgr.actions.base import ActionInput
-from mailmgr.message import Verdict, header_end
+from mailmgr.message import Verdict
+from mailmgr.mime import addresses, rfc2047
+from mailmgr.mime.headers import read
 
 LAMBDA_HEADERS_LIMIT = 10 * 1024
 SNS_CONTENT_HEADERS_LIMIT = 20 * 1024
@@ -33,60 +32,53 @@ def iso_time(epoch: float) -> str:
 
 def raw_headers(content: bytes) -> list[tuple[str, str]]:
     """(name, unfolded value) pairs of the header section, in order; undecodable bytes are
-    replaced rather than dropped."""
-    section = content[: header_end(content)].decode("utf-8", errors="replace")
+    replaced rather than dropped. As SES presents them, each fold (the line break and the white
+    space around it) becomes one space."""
     pairs: list[tuple[str, str]] = []
-    for line in section.replace("\r\n", "\n").split("\n"):
-        if not line:
-            continue
-        if line[0] in " \t" and pairs:
-            name, value = pairs[-1]
-            pairs[-1] = (name, value + " " + line.strip())
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            pairs.append((name.strip(), value.strip()))
+    for f in read(content).fields:
+        value = f.value.strip()
+        nl = content.find(b"\n", f.start, f.end)
+        if nl != -1 and nl + 1 < f.end:  # continuation lines: rejoin them from the bytes
+            colon = content.index(b":", f.start, f.end)  # a name holds no colon
+            lines = content[colon + 1:f.end].decode("utf-8", "replace").split("\n")
+            value = " ".join(p for p in (x.strip(" \t\r") for x in lines) if p)
+        pairs.append((f.name, value))
     return pairs
-
-
-def _addresses(value: Any) -> list[Address]:
-    found = getattr(value, "addresses", None)
-    return list(found) if found else []
 
 
 def common_headers(content: bytes) -> dict[str, Any]:
     """SES `commonHeaders`: decoded address lists, subject, date, message ID, return path."""
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(content[: header_end(content)])
+    section = read(content)
     common: dict[str, Any] = {}
-    return_path = parsed.get("Return-Path")
+    return_path = section.first("Return-Path")
     if return_path is not None:
-        addrs = _addresses(return_path)
-        common["returnPath"] = addrs[0].addr_spec if addrs else str(return_path).strip("<> ")
+        found = addresses.parse(return_path)
+        common["returnPath"] = found[0].addr_spec if found else return_path.strip("<> \t")
     for key, header in _ADDRESS_LISTS:
         values: list[str] = []
-        for raw in parsed.get_all(header) or []:
-            addrs = _addresses(raw)
-            if addrs:
-                values.extend(str(a) for a in addrs)
-            else:
-                values.append(str(raw))
+        for raw in section.get_all(header):
+            mailboxes = addresses.parse(raw)
+            if mailboxes:
+                values.extend(str(m) for m in mailboxes)
+            else:  # malformed or empty: the text as written, decoded
+                values.append(rfc2047.decode(raw.strip()))
         if values:
             common[key] = values
     # Date and Message-ID as written (SES does not normalise them); Subject decoded.
-    raw = {name.lower(): value for name, value in reversed(raw_headers(content))}
-    for key, header in (("date", "date"), ("messageId", "message-id")):
-        if header in raw:
-            common[key] = raw[header]
-    subject = parsed.get("Subject")
+    for key, header in (("date", "Date"), ("messageId", "Message-ID")):
+        value = section.first(header)
+        if value is not None:
+            common[key] = value.strip()
+    subject = section.first("Subject")
     if subject is not None:
-        common["subject"] = str(subject)
+        common["subject"] = rfc2047.decode(subject.strip())
     return common
 
 
 def destination(content: bytes) -> list[str]:
     """Every recipient address in the To and Cc headers (seed 003: `mail.destination`)."""
-    parsed = BytesHeaderParser(policy=policy.compat32).parsebytes(content[: header_end(content)])
-    raw = [str(v) for name in ("To", "Cc") for v in parsed.get_all(name) or []]
-    return list(dict.fromkeys(a for _, a in email.utils.getaddresses(raw) if a))
+    section = read(content)
+    return list(addresses.addr_specs([*section.get_all("To"), *section.get_all("Cc")]))
 
 
 def mail_object(item: ActionInput, headers_limit: int) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from mailmgr import logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Disposition
 from mailmgr.config.models import ActionFailurePolicy, RetryPolicy
 from mailmgr.errors import PermanentActionError, TemporaryActionError
-from mailmgr.message import InboundMessage, ProcessingState, Verdicts, with_headers
+from mailmgr.message import InboundMessage, ProcessingState, Verdicts
+from mailmgr.mime.headers import with_headers
 from mailmgr.rules.engine import CompiledRule, CompiledRuleSet, RuleEvaluation
 from mailmgr.rules.facts import MessageFacts
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
 from mailmgr.config.models import DeliverToMailboxAction, ListenAddress, Mailbox, RuleAction
 from mailmgr.errors import PermanentActionError, TemporaryActionError
-from mailmgr.message import header_end
+from mailmgr.mime.headers import read
+from mailmgr.mime.render import render_field
 
 LMTP_TIMEOUT = 120.0  # per reply; the DATA reply may wait for the mailbox's disk
 MAX_REPLY_LINES = 100
@@ -169,8 +170,8 @@ def maildir_deliver(directory: Path, name: str, content: bytes) -> Path:
 
 
 def _with_return_path(content: bytes, sender: str) -> bytes:
-    eol = b"\r\n" if b"\r\n" in content[: header_end(content) + 2] else b"\n"
-    return b"Return-Path: <" + sender.encode("utf-8") + b">" + eol + content
+    eol = read(content).eol
+    return render_field("Return-Path", f"<{sender}>", eol) + content
 
 
 class DeliverToMailbox:

@@ -19,7 +19,7 @@ from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
 from mailmgr.aws import SecretStore
 from mailmgr.config.models import MailFrom, Relay, RelayAction, RuleAction
 from mailmgr.errors import ActionError, PermanentActionError, TemporaryActionError
-from mailmgr.message import header_end
+from mailmgr.mime.headers import header_end
 from mailmgr.smtpclient import (
     RFC5321_TIMEOUTS,
     ConnectionPool,

@@ -2,8 +2,8 @@
 
 Owns the on-disk layout under `<DataDirectory>/archives/<archive id>/` and retention. Never
 blocks the loop: puts are grouped and stored by one thread per archive (which also runs every
-SQLite call); retention's file I/O runs in the default executor. Knows nothing of actions
-beyond ActionInput.
+SQLite call); retention's file I/O runs in the default executor, a heavy message's field
+extraction in mailmgr.heavy's parse pool. Knows nothing of actions beyond ActionInput.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from mailmgr import logs
+from mailmgr import heavy, logs
 from mailmgr.actions.base import ActionInput
 from mailmgr.archive import index
-from mailmgr.archive.fields import extract
+from mailmgr.archive.fields import HeaderFields, extract
 from mailmgr.archive.index import ArchiveRow, SearchQuery
 from mailmgr.config.models import Archive, Config, LocalStorage
 from mailmgr.message import is_message_id
@@ -82,6 +82,7 @@ class _Put:
     archived_id: str
     relative: str
     future: asyncio.Future[str]
+    fields: HeaderFields | None = None  # extracted already (heavy messages), else in the batch
 
 
 def _consume(fut: asyncio.Future[str]) -> None:
@@ -207,10 +208,16 @@ class LocalArchive:
         archived_id = archived_message_id(msg.id, item.rule_index, item.action_index)
         day = datetime.fromtimestamp(msg.received_at, UTC)
         relative = f"messages/{day:%Y/%m/%d}/{archived_id}.eml"
+        # A heavy message's fields are extracted in the parse pool before it joins a batch: the
+        # archive's one database thread then does only I/O, and a batch's light messages never
+        # wait behind a heavy one's parsing.
+        fields = None
+        if heavy.is_heavy(len(item.content)):
+            fields = await heavy.run(len(item.content), extract, item.content)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         future.add_done_callback(_consume)
-        self._puts.append(_Put(item, archived_id, relative, future))
+        self._puts.append(_Put(item, archived_id, relative, future, fields))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush(), name=f"archive-{self.archive.id}")
         return await asyncio.shield(future)
@@ -254,7 +261,7 @@ class LocalArchive:
                 continue
             known.add(put.archived_id)  # a duplicate later in this batch is then a no-op
             try:
-                row = self._row(put.item, put.archived_id, put.relative)
+                row = self._row(put.item, put.archived_id, put.relative, put.fields)
                 unsynced[i] = _write_file(self.directory / put.relative, put.item.content)
             except Exception as exc:
                 outcomes.append(exc)
@@ -278,8 +285,9 @@ class LocalArchive:
         index.insert_many(conn, [o for o in outcomes if isinstance(o, ArchiveRow)])
         return outcomes
 
-    def _row(self, item: ActionInput, archived_id: str, relative: str) -> ArchiveRow:
-        headers = extract(item.content)
+    def _row(self, item: ActionInput, archived_id: str, relative: str,
+             fields: HeaderFields | None = None) -> ArchiveRow:
+        headers = fields if fields is not None else extract(item.content)
         msg = item.message
         return ArchiveRow(
             archived_message_id=archived_id,

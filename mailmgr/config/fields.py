@@ -1,12 +1,13 @@
 """Problem collection and typed readers for mailmgr's own (non-AWS) config keys.
 
 Every reader reports a problem at the value's JSON path and returns None instead of raising;
-it never decides what a key means.
+it never decides what a key means. Every problem is one bounded line, whatever the input.
 """
 
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,44 +17,44 @@ from mailmgr.config.models import ListenAddress
 from mailmgr.errors import ConfigProblem
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# Bounds of one problem line: a value quoted in a message, a JSON path, the whole message.
+# A config value can be huge (a 16 MiB string, an aliased list of a million items); its
+# rendering must cost and print a bounded amount, never the value's own size.
+VALUE_CHARS = 120
+PATH_CHARS = 300
+MESSAGE_CHARS = 1000
+MAX_PROBLEMS = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = VALUE_CHARS
 
 
-# A problem line quotes values; bound it so no value (a PEM blob, a huge list) floods the output.
-MAX_SHOWN_CHARS = 120
-MAX_MESSAGE_CHARS = 1_000
-
-
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending in an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def key_path(path: str, key: object) -> str:
-    text = key if isinstance(key, str) else bounded_repr(key)
-    if _IDENT.fullmatch(text):
-        return f"{path}.{text}"
-    return f"{path}[{_clip(repr(text), MAX_SHOWN_CHARS)}]"
-
-
-def bounded_repr(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
-    """`repr(value)` cut to `limit` characters (+ "..."), computed without rendering a huge
-    container in full: lists, tuples and mappings are rendered item by item until the limit."""
-    if isinstance(value, list | tuple | dict):
-        items = value.items() if isinstance(value, dict) else value
-        opening, closing = ("{", "}") if isinstance(value, dict) else (
-            ("[", "]") if isinstance(value, list) else ("(", ")"))
-        parts: list[str] = []
-        used = 1
-        for item in items:
-            text = (f"{bounded_repr(item[0], limit)}: {bounded_repr(item[1], limit)}"
-                    if isinstance(value, dict) else bounded_repr(item, limit))
-            parts.append(text)
-            used += len(text) + 2
-            if used > limit:
-                break
-        return _clip(opening + ", ".join(parts) + closing, limit)
+def brief(value: object, limit: int = VALUE_CHARS) -> str:
+    """A repr of `value` of at most `limit` characters, built in bounded time and memory (only
+    the first items, levels and characters of the value are looked at)."""
     if isinstance(value, str):
-        return repr(_clip(value, limit))
-    return _clip(repr(value), limit)
+        return repr(clip(value, limit))
+    return clip(_REPR.repr(value), limit)
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` clipped, with control characters and line separators escaped (\\n, \\x07)."""
+    text = clip(text, limit)
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return clip(text, limit)
+
+
+def key_path(path: str, key: object) -> str:
+    text = str(key) if isinstance(key, str | int) else _REPR.repr(key)
+    return f"{path}.{text}" if _IDENT.fullmatch(text) else f"{path}[{brief(text, 60)}]"
 
 
 def index_path(path: str, index: int) -> str:
@@ -80,13 +81,32 @@ def type_name(value: object) -> str:
 
 def show(value: object, limit: int = 60) -> str:
     """Quote a value for a message, shortened so huge PEM blobs do not flood the output."""
-    text = value if isinstance(value, str) else bounded_repr(value, limit)
-    return f"'{_clip(text, limit)}'"
+    text = clip(value, limit) if isinstance(value, str) else brief(value, limit)
+    return f"'{text}'"
 
 
 @dataclass
 class Sink:
+    """The problems found so far: the first MAX_PROBLEMS are kept, the rest only counted, so
+    a file that is wrong a million times prints a bounded report."""
+
     problems: list[ConfigProblem] = field(default_factory=list)
+    dropped: int = 0
+
+    def add(self, problem: ConfigProblem) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.dropped += 1
+
+    def report(self) -> list[ConfigProblem]:
+        """The kept problems, and one line counting the others."""
+        if not self.dropped:
+            return list(self.problems)
+        last = self.problems[-1]
+        return [*self.problems, ConfigProblem(
+            last.file, "$", f"{self.dropped:,} more problems not shown (only the first "
+                            f"{MAX_PROBLEMS:,} are listed)")]
 
 
 @dataclass(frozen=True)
@@ -98,10 +118,11 @@ class Ctx:
     sink: Sink
 
     def problem(self, path: str, message: str) -> None:
-        """Record one problem; path and message are clipped (MAX_MESSAGE_CHARS) as a last
-        guard -- callers embed values through `show`/`bounded_repr`, never a bare repr."""
-        self.sink.problems.append(ConfigProblem(
-            self.file, _clip(path, MAX_MESSAGE_CHARS), _clip(message, MAX_MESSAGE_CHARS)))
+        """Record one problem; path and message are clipped to one bounded line (a backstop:
+        callers quote values with `brief` or `show`)."""
+        self.sink.add(ConfigProblem(
+            one_line(self.file, PATH_CHARS), one_line(path, PATH_CHARS),
+            one_line(message, MESSAGE_CHARS)))
 
     def resolve(self, text: str) -> Path:
         return self.base / Path(text).expanduser()
@@ -114,7 +135,7 @@ def check_keys(ctx: Ctx, value: dict[Any, Any], allowed: Iterable[str], path: st
     names = list(allowed)
     for key in value:
         if key not in names:
-            ctx.problem(path, f"unknown key '{key}' (allowed: {', '.join(names)})")
+            ctx.problem(path, f"unknown key {brief(key, 60)} (allowed: {', '.join(names)})")
 
 
 def mapping(ctx: Ctx, value: object, path: str, what: str = "a mapping") -> dict[Any, Any] | None:

@@ -12,15 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailmgr.config.documents import load_document
-from mailmgr.config.fields import (
-    Ctx,
-    Sink,
-    bounded_repr,
-    check_keys,
-    index_path,
-    key_path,
-    type_name,
-)
+from mailmgr.config.fields import Ctx, Sink, brief, check_keys, index_path, key_path, type_name
 from mailmgr.config.ids import ID_PATTERN, KINDS, ResourceKind, derive_id, make_arn
 from mailmgr.config.models import Config, ServerConfig
 from mailmgr.config.refs import Declared, Resolver
@@ -85,9 +77,8 @@ def _explicit_id(ctx: Ctx, raw: dict[str, Any], key: str, path: str) -> str | No
     if value is None:
         return None
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        shown = bounded_repr(value)
         ctx.problem(key_path(path, key),
-                    f"value {shown} does not match pattern {ID_PATTERN.pattern} ({key})")
+                    f"value {brief(value)} does not match pattern {ID_PATTERN.pattern} ({key})")
         return None
     return value
 
@@ -148,12 +139,12 @@ def load(path: Path) -> Config:
     ctx = Ctx(str(path), path.parent, sink)
     ok, data = load_document(ctx, path, "$")
     if not ok:
-        raise ConfigError(sink.problems)
+        raise ConfigError(sink.report())
     data = {} if data is None else data
     if not isinstance(data, dict):
         ctx.problem("$", f"expected a mapping with {', '.join(TOP_LEVEL_KEYS)}, "
                          f"got {type_name(data)}")
-        raise ConfigError(sink.problems)
+        raise ConfigError(sink.report())
     check_keys(ctx, data, TOP_LEVEL_KEYS, "$")
 
     server = _guard(ctx, "$.Server", lambda: parse_server(ctx, data.get("Server"))) or (
@@ -177,7 +168,7 @@ def load(path: Path) -> Config:
             if model is not None:
                 built[kind].append(model)
     if sink.problems:
-        raise ConfigError(sink.problems)
+        raise ConfigError(sink.report())
     return Config(
         source=path,
         server=server,

@@ -1,8 +1,8 @@
 """Builders for ingress points, traffic policies, relays, address lists, archives and mailboxes.
 
 Each builder checks mailmgr's extension keys and limits, resolves references and returns a
-model (None when the AWS part failed schema validation). No file other than address-list
-imports is read here, and certificate files are not checked (serve creates dev ones).
+model (None when the AWS part failed schema validation). Referenced files (address-list imports,
+certificates, keys, CA files) and trust-store PEM content are checked through files.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mailmgr.config.conditions import policy_statements
 from mailmgr.config.documents import address_file_members
 from mailmgr.config.fields import (
     Ctx,
-    bounded_repr,
+    brief,
     check_keys,
     key_path,
     mapping,
@@ -26,7 +26,7 @@ from mailmgr.config.fields import (
     parse_host_port,
     str_list,
 )
-from mailmgr.config.files import check_ca_file, check_certificate_files, check_trust_store
+from mailmgr.config.files import check_ca_file, check_server_certificate, check_trust_store
 from mailmgr.config.ids import ResourceKind
 from mailmgr.config.models import (
     AcceptAction,
@@ -97,8 +97,7 @@ def _certificate(p: Pending) -> TlsCertificate | None:
         p.ctx.problem(where, "TlsCertificate needs both CertificateFile and PrivateKeyFile")
         return None
     certificate = TlsCertificate(p.ctx.resolve(cert), p.ctx.resolve(key))
-    # Neither file present is the fresh-clone case: serve creates a dev certificate there.
-    check_certificate_files(p.ctx, certificate, where, missing_ok=True)
+    check_server_certificate(p.ctx, where, certificate)
     return certificate
 
 
@@ -143,13 +142,10 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
     if kind is IngressPointType.MTLS and trust is None:
         p.ctx.problem(p.path, "an MTLS ingress point needs IngressPointConfiguration "
                               "TlsAuthConfiguration.TrustStore")
+    if trust is not None:
+        check_trust_store(p.ctx, p.at("IngressPointConfiguration", "TlsAuthConfiguration",
+                                      "TrustStore"), trust["CAContent"], trust.get("CrlContent"))
 
-    trust_store = None if trust is None else TrustStore(
-        trust["CAContent"], trust.get("CrlContent"), trust.get("KmsKeyArn")
-    )
-    if trust_store is not None:
-        check_trust_store(p.ctx, trust_store, p.at("IngressPointConfiguration")
-                          + ".TlsAuthConfiguration.TrustStore")
     rule_set = resolver.check(p.ctx, p.at("RuleSetId"), ResourceKind.RULE_SET, raw["RuleSetId"])
     policy = resolver.check(p.ctx, p.at("TrafficPolicyId"), ResourceKind.TRAFFIC_POLICY,
                             raw["TrafficPolicyId"])
@@ -160,7 +156,9 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
         tls_certificate=certificate,
         smtp_password=configuration.get("SmtpPassword"),
         secret_arn=configuration.get("SecretArn"),
-        trust_store=trust_store,
+        trust_store=None if trust is None else TrustStore(
+            trust["CAContent"], trust.get("CrlContent"), trust.get("KmsKeyArn")
+        ),
         status=IngressPointStatus(status),
     )
 
@@ -193,7 +191,7 @@ def build_relay(p: Pending, resolver: Resolver) -> Relay | None:
         verify = opt_bool(p.ctx, found, "Verify", where)
         ca_file = opt_str(p.ctx, found, "CaFile", where)
         if ca_file is not None:
-            check_ca_file(p.ctx, p.ctx.resolve(ca_file), key_path(where, "CaFile"))
+            check_ca_file(p.ctx, key_path(where, "CaFile"), p.ctx.resolve(ca_file))
         tls = RelayTls(
             required=bool(required), verify=verify is not False,
             ca_file=None if ca_file is None else p.ctx.resolve(ca_file),
@@ -216,7 +214,7 @@ def build_address_list(p: Pending, resolver: Resolver) -> AddressList | None:
                 raise ValueError("expected a string")
             parse_member(text)
         except ValueError as exc:
-            ctx.problem(where, f"invalid address list member {bounded_repr(text)}: {exc}")
+            ctx.problem(where, f"invalid address list member {brief(text)}: {exc}")
             return
         lowered = text.lower()
         if lowered not in seen:

@@ -14,7 +14,7 @@ from typing import Any
 
 import botocore.session
 
-from mailmgr.config.fields import Ctx, index_path, key_path, show, type_name
+from mailmgr.config.fields import Ctx, brief, index_path, key_path, show, type_name
 
 # botocore patterns are Java regexes. Python's `re` lacks Unicode property classes, so the
 # known ones are translated; any other pattern that Python cannot compile is skipped.
@@ -109,7 +109,7 @@ class Validator:
         allowed = [*members, *extra]
         for key in value:
             if key not in members and key not in extra:
-                self.problem(path, f"unknown key '{key}' (allowed: {', '.join(allowed)})")
+                self.problem(path, f"unknown key {brief(key, 60)} (allowed: {', '.join(allowed)})")
         for name in sh.required_members:
             if name not in value:
                 self.problem(path, f"missing required key '{name}' ({sh.name})")

@@ -136,13 +136,3 @@ def peer_ip(host: str) -> str:
         return str(address.ipv4_mapped)
     return str(address)
 
-
-def parse_params(text: str) -> dict[str, str | None] | None:
-    """ESMTP parameters (RFC 5321 §4.1.2 esmtp-param); None when one is malformed."""
-    params: dict[str, str | None] = {}
-    for token in text.split():
-        key, eq, value = token.partition("=")
-        if not (key.isascii() and key.isalnum()) or (eq and not value):
-            return None
-        params[key.upper()] = value if eq else None
-    return params

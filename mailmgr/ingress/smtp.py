@@ -7,7 +7,6 @@ texts to `replies`; aiosmtpd's private STARTTLS machinery is reused here and now
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable
@@ -28,9 +27,9 @@ from mailmgr.ingress.settings import (
     SmtpSettings,
     Transaction,
     effective_size_limit,
-    parse_params,
     peer_ip,
 )
+from mailmgr.ingress.syntax import MailCommand, helo_domain, mail_command, rcpt_command
 from mailmgr.ingress.tls import Refusal, SessionTls, check_session
 from mailmgr.message import Envelope, SessionFacts
 
@@ -41,16 +40,13 @@ MAX_RECIPIENTS = 100  # Mail Manager's per-message limit
 COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4
 # SIZE= (RFC 1870) adds 26 octets, SMTPUTF8 (RFC 6531) 10, BODY=8BITMIME (RFC 6152) 14.
 MAIL_COMMAND_LIMIT = COMMAND_LIMIT + 26 + 10 + 14
+# RFC 4954 §5: a server offering AUTH accepts MAIL lines up to 500 octets longer (AUTH=).
+MAIL_AUTH_COMMAND_LIMIT = MAIL_COMMAND_LIMIT + 500
 BOGUS_LIMIT = 5
 ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})  # RFC 3207 §4
 # The StreamReader limit: the DATA chunk size (command lines are limited to COMMAND_LIMIT).
 _READ_CHUNK = 65536
 _NO_HOOKS: dict[str, Any] = {}
-# `<local@domain>` where both parts are ASCII dot-atoms (RFC 5322 §3.2.3), then nothing or
-# whitespace: the stdlib parser returns exactly the part between the brackets for these, so they
-# skip it (it costs ~40 µs per address). Anything else still goes through the stdlib parser.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_ADDRESS = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?=\s|\Z)")
 
 
 Command = Callable[["SmtpProtocol", str | None], Awaitable[None]]
@@ -306,7 +302,10 @@ class SmtpProtocol(SMTP):
             return replies.NOT_ASCII
         verb = verb_bytes.decode("ascii").upper()
         extended = self.session is not None and self.session.extended_smtp
-        limit = MAIL_COMMAND_LIMIT if extended and verb in ("MAIL", "RCPT") else COMMAND_LIMIT
+        limit = COMMAND_LIMIT
+        if extended and verb in ("MAIL", "RCPT"):
+            auth = verb == "MAIL" and self._settings.auth is not None
+            limit = MAIL_AUTH_COMMAND_LIMIT if auth else MAIL_COMMAND_LIMIT
         if verb == "AUTH":
             limit = AUTH_LINE_LIMIT
         if len(line) > limit:
@@ -345,20 +344,23 @@ class SmtpProtocol(SMTP):
     # ------------------------------------------------------------ session commands
 
     async def smtp_HELO(self, arg: str | None) -> None:
-        if not arg:
-            return await self._send(replies.HELO_SYNTAX)
+        domain = helo_domain(arg)
+        if isinstance(domain, Reply):
+            return await self._send(domain)
         assert self.session is not None
         self._tx = None
-        self.session.host_name = arg
+        self.session.host_name = domain
         self.session.extended_smtp = False
         await self._send(replies.helo(self._settings.hostname))
 
     async def smtp_EHLO(self, arg: str | None) -> None:
-        if not arg:
-            return await self._send(replies.EHLO_SYNTAX)
+        domain = helo_domain(arg)
+        if isinstance(domain, Reply):
+            empty = domain is replies.HELO_SYNTAX
+            return await self._send(replies.EHLO_SYNTAX if empty else domain)
         assert self.session is not None
         self._tx = None
-        self.session.host_name = arg
+        self.session.host_name = domain
         self.session.extended_smtp = True
         await self._send_bytes(
             self._settings.ehlo_tls if self._tls is not None else self._settings.ehlo_plain
@@ -439,24 +441,6 @@ class SmtpProtocol(SMTP):
 
     # ------------------------------------------------------------ transaction commands
 
-    def _address(self, arg: str | None, keyword: str) -> tuple[str, str] | None:
-        """(address, parameters) from `FROM:<addr> params`; None on a syntax error."""
-        if arg is None or arg[: len(keyword)].upper() != keyword:
-            return None
-        rest = arg[len(keyword) :].strip()
-        if not rest:
-            return None
-        plain = _PLAIN_ADDRESS.match(rest)
-        if plain is not None:
-            return plain.group(1), rest[plain.end() :]
-        try:
-            address, params = self._getaddr(rest)
-        except Exception:  # the stdlib header parser has more failure modes than it documents
-            return None
-        if address is None or not address:
-            return None
-        return address, params or ""
-
     def _facts(self) -> SessionFacts:
         assert self.session is not None
         tls = self._tls
@@ -495,34 +479,19 @@ class SmtpProtocol(SMTP):
             return await self._send(refusal)
         if self._tx is not None:
             return await self._send(replies.NESTED_MAIL)
-        if arg is None or arg[:5].upper() != "FROM:":
-            return await self._send(replies.MAIL_SYNTAX)
-        parsed = self._address(arg, "FROM:")
-        if parsed is None:
-            return await self._send(replies.BAD_SENDER)
-        address, param_text = parsed
-        params = parse_params(param_text)
-        if params is None or (params and not self.session.extended_smtp):
-            return await self._send(replies.MAIL_SYNTAX)
-        body = params.pop("BODY", "7BIT")
-        if body is None or body.upper() not in ("7BIT", "8BITMIME"):
-            return await self._send(replies.BAD_BODY)
-        smtputf8 = "SMTPUTF8" in params
-        if params.pop("SMTPUTF8", None) is not None:
-            return await self._send(replies.BAD_SMTPUTF8)
-        if "SIZE" in params:
-            size = params.pop("SIZE")
-            if size is None or not (size.isascii() and size.isdigit()):
-                return await self._send(replies.BAD_SIZE)
-            if int(size) > self._settings.max_message_size:
-                return await self._send(replies.TOO_BIG)
-        if params:
-            return await self._send(replies.UNKNOWN_PARAMETER)
+        mail = mail_command(
+            arg,
+            extended=self.session.extended_smtp,
+            auth_offered=self._settings.auth is not None,
+            max_size=self._settings.max_message_size,
+        )
+        if not isinstance(mail, MailCommand):
+            return await self._send(mail)
         self._tx = Transaction(
-            mail_from="" if address == "<>" else address,
+            mail_from=mail.mail_from,
             facts=self._facts(),
-            smtputf8=smtputf8,
-            body_8bit=body.upper() == "8BITMIME",
+            smtputf8=mail.smtputf8,
+            body_8bit=mail.body_8bit,
         )
         await self._send(replies.SENDER_OK)
 
@@ -533,17 +502,9 @@ class SmtpProtocol(SMTP):
         tx = self._tx
         if tx is None:
             return await self._send(replies.NEED_MAIL)
-        if arg is None or arg[:3].upper() != "TO:":
-            return await self._send(replies.RCPT_SYNTAX)
-        parsed = self._address(arg, "TO:")
-        if parsed is None or parsed[0] == "<>":
-            return await self._send(replies.BAD_RECIPIENT)
-        address, param_text = parsed
-        params = parse_params(param_text)
-        if params is None or (params and not self.session.extended_smtp):
-            return await self._send(replies.RCPT_SYNTAX)
-        if params:
-            return await self._send(replies.UNKNOWN_PARAMETER)
+        address = rcpt_command(arg, extended=self.session.extended_smtp, smtputf8=tx.smtputf8)
+        if isinstance(address, Reply):
+            return await self._send(address)
         if len(tx.recipients) >= MAX_RECIPIENTS:
             return await self._send(replies.TOO_MANY_RECIPIENTS)
         tx.rcpt_attempted = True

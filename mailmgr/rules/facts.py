@@ -1,19 +1,18 @@
 """MessageFacts: every attribute a rule condition can read, extracted once per message state.
 
-Parses only the header section (never the body) and never raises on malformed input: anything
-that cannot be understood simply yields no candidates. Pure, no I/O.
+Reads the header section through mailmgr.mime (the one header reader; the body is never read)
+and never raises on malformed input: a malformed address list yields no candidates. Pure, no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.header import decode_header, make_header
-from email.message import Message
-from email.parser import HeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 
-from mailmgr.message import ClientCertificate, InboundMessage, Verdicts, header_end
+from mailmgr.message import ClientCertificate, InboundMessage, Verdicts
+from mailmgr.mime import headers as mime_headers
+from mailmgr.mime import rfc2047
+from mailmgr.mime.addresses import addr_specs
+from mailmgr.mime.headers import HeaderSection
 
 _READ_RECEIPT_HEADERS = ("disposition-notification-to", "return-receipt-to")
 
@@ -48,10 +47,9 @@ class MessageFacts:
         headers = parse_headers(message.content, added_headers)
         session = message.session
         x_values: dict[str, list[str]] = {}
-        for name, value in headers.items():
-            key = name.strip().lower()
-            if key.startswith("x-"):
-                x_values.setdefault(key, []).append(_unfold(value))
+        for f in headers.fields:
+            if f.key.startswith("x-"):
+                x_values.setdefault(f.key, []).append(f.value.strip())
         return cls(
             mail_from=_non_empty(message.envelope.mail_from),
             helo=_non_empty(session.helo),
@@ -59,9 +57,9 @@ class MessageFacts:
             sender=addresses(headers, "Sender"),
             to=addresses(headers, "To"),
             cc=addresses(headers, "Cc"),
-            subject=tuple(_decode(v) for v in _all(headers, "Subject")),
+            subject=tuple(rfc2047.decode(v.strip()) for v in headers.get_all("Subject")),
             x_headers=tuple((k, tuple(v)) for k, v in x_values.items()),
-            read_receipt_requested=any(_all(headers, h) for h in _READ_RECEIPT_HEADERS),
+            read_receipt_requested=any(headers.get_all(h) for h in _READ_RECEIPT_HEADERS),
             message_size=message.size,
             source_ip=session.peer_ip,
             tls=session.tls or session.tls_wrapped,
@@ -83,59 +81,17 @@ class MessageFacts:
         return self.client_certificate.values(attribute)
 
 
-def parse_headers(content: bytes, added: tuple[tuple[str, str], ...] = ()) -> Message:
-    """The header section of `content` (plus `added`) as a compat32 Message; the body is never
-    read. Bytes are decoded as UTF-8 with replacement so SMTPUTF8 headers stay readable."""
-    text = content[: header_end(content)].decode("utf-8", errors="replace")
-    if added:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        text += "".join(f"{name}: {value}\n" for name, value in added)
-    try:
-        return HeaderParser(policy=compat32).parsestr(text, headersonly=True)
-    except Exception:  # the parser is lenient; this is a last-resort guard for odd input
-        return Message(policy=compat32)
+def parse_headers(content: bytes, added: tuple[tuple[str, str], ...] = ()) -> HeaderSection:
+    """The header section of `content` as the one reader sees it, plus the `added` fields as
+    AddHeader inserts them (after the others); the body is never read."""
+    return mime_headers.with_fields(mime_headers.read(content), added)
 
 
-def addresses(headers: Message, name: str) -> tuple[str, ...]:
-    """Every addr-spec (no display names) in all occurrences of header `name`, de-duplicated."""
-    values = [_unfold(v) for v in _all(headers, name)]
-    if not values:
-        return ()
-    try:
-        pairs = getaddresses(values)
-    except Exception:
-        return ()
-    seen: dict[str, None] = {}
-    for _display, addr in pairs:
-        addr = addr.strip()
-        if _is_addr_spec(addr):
-            seen.setdefault(addr, None)
-    return tuple(seen)
-
-
-def _is_addr_spec(addr: str) -> bool:
-    """Enough of an addr-spec to be a candidate; undecodable bytes (U+FFFD) make it garbage."""
-    local, at, domain = addr.rpartition("@")
-    return bool(at and local and domain) and "\ufffd" not in addr
-
-
-def _all(headers: Message, name: str) -> list[str]:
-    return [str(v) for v in headers.get_all(name, [])]
+def addresses(headers: HeaderSection, name: str) -> tuple[str, ...]:
+    """Every addr-spec (no display names) in all occurrences of header `name`, de-duplicated;
+    a malformed list contributes none (RFC 5322 §3.4, our strict parser)."""
+    return tuple(a for a in addr_specs(headers.get_all(name)) if "\ufffd" not in a)
 
 
 def _non_empty(value: str) -> tuple[str, ...]:
     return (value,) if value else ()
-
-
-def _unfold(value: str) -> str:
-    return value.replace("\r", "").replace("\n", "").strip()
-
-
-def _decode(value: str) -> str:
-    """RFC 2047 decoding; undecodable encoded words are kept as written."""
-    raw = _unfold(value)
-    try:
-        return str(make_header(decode_header(raw)))
-    except Exception:
-        return raw

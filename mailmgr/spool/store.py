@@ -15,6 +15,7 @@ it was quarantined, so damaged files do not linger); a failed batch also retires
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Awaitable
@@ -255,6 +256,35 @@ class SpoolStore:
                 raise
 
         await self._shielded(run())
+
+    async def set_aside(self, entry: SpoolEntry, reason: str) -> Path:
+        """Copy an accepted message that must not be processed again (it stopped the process
+        every time) to `<dir>/quarantine/<id>.eml` with `<id>.json` (envelope, session, state,
+        reason), both fsynced, so the operator still has it; then finish it. Returns the .eml
+        path. The 250 promised the message is kept: this is how it is kept when it cannot be
+        processed."""
+        message = entry.message
+        eml = self._quarantine_dir / f"{message.id}.eml"
+        meta = {"id": message.id, "received_at": message.received_at, "reason": reason,
+                "envelope": message.envelope.to_json(), "session": message.session.to_json(),
+                "state": entry.state.to_json()}
+
+        def write() -> None:
+            self._quarantine_dir.mkdir(parents=True, exist_ok=True)
+            for path, data in ((eml, message.content),
+                               (eml.with_suffix(".json"),
+                                json.dumps(meta, sort_keys=True).encode("utf-8"))):
+                with open(path, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    if self._fsync:
+                        os.fsync(f.fileno())
+            if self._fsync:
+                fsync_dir(self._quarantine_dir)
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+        await self.finish(message.id)
+        return eml
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -9,6 +9,14 @@ two workers at once, and from being lost when the queue is full.
 Processing yields to ingest: while messages are being submitted fast (SMTP accepts), at most
 `busy_concurrency` run at once, so the accept path keeps the event loop; a message waits for that
 at most `max_defer` seconds (due retries are never held), so the backlog always drains.
+
+Heavy messages (mailmgr.heavy: >= 1 MiB, known once loaded) use at most half the workers; one
+that finds that lane full is parked, not waited for, so ordinary mail keeps the other half.
+Starts are counted in the spool (`spool.starts`, in every checkpoint of a run; written before the
+run for heavy or interrupted messages); after MAX_STARTS runs that never ended (the process died
+in them) the next start waits a growing backoff, and after GIVE_UP_STARTS the message is set
+aside, unprocessed, in the spool's quarantine folder (.eml + .json, fsynced) with a
+`spool.message_set_aside` error: never a restart-loop poison, never lost.
 """
 
 from __future__ import annotations
@@ -16,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Protocol
 
-from mailmgr import logs
+from mailmgr import heavy, logs
 from mailmgr.errors import SpoolError
 from mailmgr.message import ProcessingState
 from mailmgr.spool.store import SpoolEntry, SpoolStore
@@ -31,6 +41,11 @@ _MAX_TICK = 0.5  # the timer re-reads the clock at least this often (injected cl
 _MAX_BACKOFF = 300.0
 _RATE_BUCKET = 0.5  # submit-rate buckets (seconds): the rate covers the last 0.5-1 s
 _GATE_TICK = 0.05  # a held message re-checks the ingest signal at least this often
+STARTS_KEY = "spool.starts"  # reserved action_data keys: never a "<rule>.<action>" key
+DELAYED_KEY = "spool.start-delayed"  # the next start of a restart-looping message is due
+MAX_STARTS = 3  # unfinished starts of a message before its next one is delayed
+GIVE_UP_STARTS = 8  # unfinished starts after which it is set aside in quarantine/
+_POISON_BACKOFF = 60.0  # first delay after MAX_STARTS; doubles per start, capped at 1 h
 
 
 class Processor(Protocol):
@@ -84,6 +99,11 @@ class SpoolWorker:
         self._bucket_count = 0
         self._previous_count = 0
         self._slot_freed = asyncio.Event()
+        self._heavy_limit = max(1, self._concurrency // 2)
+        self._heavy_running = 0
+        self._heavy_ids: set[str] = set()  # ids known to be heavy (from their size)
+        self._parked: dict[str, None] = {}  # heavy ids waiting for the heavy lane, in order
+        self._survived: dict[str, int] = {}  # id -> start count of a run that raised
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -141,7 +161,8 @@ class SpoolWorker:
         deadline = time.monotonic() + timeout
         while True:
             due = min(self._scheduled.values(), default=None)
-            idle = not (self._queued or self._inflight or self._rescan_wake.is_set())
+            idle = not (self._queued or self._inflight or self._parked
+                        or self._rescan_wake.is_set())
             if idle and (due is None or due > self._clock() + soon):
                 return True
             if time.monotonic() >= deadline:
@@ -151,7 +172,8 @@ class SpoolWorker:
     # --- bookkeeping -------------------------------------------------------------------------
 
     def _known(self, mid: str) -> bool:
-        return mid in self._queued or mid in self._inflight or mid in self._scheduled
+        return (mid in self._queued or mid in self._inflight or mid in self._scheduled
+                or mid in self._parked)
 
     def _note_submit(self) -> None:
         bucket = int(time.monotonic() / _RATE_BUCKET)
@@ -228,6 +250,9 @@ class SpoolWorker:
             self._queued.pop(mid, None)
             if mid in self._inflight:
                 continue
+            if mid in self._heavy_ids and self._heavy_running >= self._heavy_limit:
+                self._parked[mid] = None  # known heavy: no need to load it to know
+                continue
             self._inflight.add(mid)
             self._busy.add(me)
             try:
@@ -264,15 +289,99 @@ class SpoolWorker:
         if entry.state.done:
             await self._finish(mid)
             return
+        if not heavy.is_heavy(len(entry.message.content)):
+            await self._start(mid, entry, durable=self._prior_starts(mid, entry) > 0)
+            return
+        self._heavy_ids.add(mid)
+        if self._heavy_running >= self._heavy_limit:
+            self._parked[mid] = None
+            return
+        self._heavy_running += 1
+        try:
+            await self._start(mid, entry, durable=True)
+        finally:
+            self._heavy_running -= 1
+            self._unpark()
+
+    def _unpark(self) -> None:
+        while self._parked and self._heavy_running < self._heavy_limit:
+            mid = next(iter(self._parked))
+            del self._parked[mid]
+            if self._store.is_pending(mid) and self._enqueue(mid, due=True):
+                return  # one freed slot, one parked message; a full queue: the rescan finds it
+
+    async def _start(self, mid: str, entry: SpoolEntry, *, durable: bool) -> None:
+        """Run the processor once, counting the start. `durable`: write the count before
+        running (heavy messages, and any message whose last run never ended); otherwise it
+        rides on the processor's own first checkpoint, at no extra write."""
+        starts = self._prior_starts(mid, entry) + 1
+        if durable:
+            started = await self._count_start(mid, entry, starts)
+            if started is None:
+                return
+            entry = started
+        await self._run(mid, entry, starts)
+
+    def _prior_starts(self, mid: str, entry: SpoolEntry) -> int:
+        """Runs of this message that never ended: the stored count, less the last run when it
+        ended in this process by an exception (the crash backoff handles those)."""
+        prior = _starts(entry.state)
+        return prior - 1 if prior and self._survived.get(mid) == prior else prior
+
+    async def _count_start(self, mid: str, entry: SpoolEntry, starts: int
+                           ) -> SpoolEntry | None:
+        """Record one more start before it runs (one durable write); None when it must not run
+        now (delayed, or set aside after GIVE_UP_STARTS)."""
+        state = entry.state
+        delayed = any(key == DELAYED_KEY for key, _ in state.action_data)
+        if starts > GIVE_UP_STARTS:
+            reason = "the process stopped while processing it every time"
+            try:
+                path = await self._store.set_aside(entry, reason)
+            except (OSError, SpoolError) as exc:  # kept in the spool: tried again later
+                logs.error("spool.set_aside_failed", message_id=mid, error=str(exc))
+                self._retry_after_crash(mid)
+                return None
+            logs.error("spool.message_set_aside", message_id=mid,
+                       size=len(entry.message.content), starts=starts - 1, reason=reason,
+                       path=str(path))
+            self._heavy_ids.discard(mid)
+            return None
+        state = _with_starts(state, starts)
+        if starts > MAX_STARTS and not delayed:
+            delay = min(_POISON_BACKOFF * 2 ** (starts - MAX_STARTS - 1), 3600.0)
+            logs.error("spool.restart_loop", message_id=mid, starts=starts - 1,
+                       retry_in=delay)
+            # Not a start yet: it is counted when it runs, after the delay (DELAYED_KEY).
+            later = replace(entry.state, next_attempt_at=self._clock() + delay,
+                            action_data=(*entry.state.action_data, (DELAYED_KEY, "true")))
+            await self._store.checkpoint(mid, later)
+            self._schedule(mid, later.next_attempt_at)
+            return None
+        await self._store.checkpoint(mid, state)
+        return SpoolEntry(entry.message, state)
+
+    async def _run(self, mid: str, entry: SpoolEntry, starts: int) -> None:
+        store = self._store
 
         async def checkpoint(state: ProcessingState) -> None:
-            await store.checkpoint(mid, state)
+            # Every checkpoint of this run says it started: if the process dies before the run
+            # ends, the next start knows.
+            await store.checkpoint(mid, _with_starts(state, starts))
+
+        self._survived.pop(mid, None)
 
         try:
             final = await self._processor(entry, checkpoint)
             if final.done:
                 await store.finish(mid)
+                self._heavy_ids.discard(mid)
+                self._survived.pop(mid, None)
             else:
+                # The run ended on its own: its starts no longer suggest a crash loop.
+                data = tuple(d for d in final.action_data
+                             if d[0] not in (STARTS_KEY, DELAYED_KEY))
+                final = replace(final, action_data=data)
                 await store.checkpoint(mid, final)
                 self._schedule(mid, final.next_attempt_at)
         except asyncio.CancelledError:
@@ -284,6 +393,7 @@ class SpoolWorker:
                 error=repr(exc),
                 traceback=traceback.format_exc(limit=8),
             )
+            self._survived[mid] = starts  # the process lived: not a restart-loop start
             self._retry_after_crash(mid)
             return
         self._crashes.pop(mid, None)
@@ -297,9 +407,28 @@ class SpoolWorker:
 
     def _retry_after_crash(self, mid: str) -> None:
         if not self._store.is_pending(mid):
+            self._heavy_ids.discard(mid)
+            self._survived.pop(mid, None)
             self._crashes.pop(mid, None)
             return
         n = self._crashes.get(mid, 0) + 1
         self._crashes[mid] = n
         delay = min(self._crash_backoff * (2 ** (n - 1)), _MAX_BACKOFF)
         self._schedule(mid, self._clock() + delay)
+
+
+def _starts(state: ProcessingState) -> int:
+    """Recorded unfinished starts of a heavy message (0 when none or unreadable)."""
+    for key, value in state.action_data:
+        if key == STARTS_KEY:
+            try:
+                n = json.loads(value)
+            except ValueError:
+                return 0
+            return n if isinstance(n, int) else 0
+    return 0
+
+
+def _with_starts(state: ProcessingState, starts: int) -> ProcessingState:
+    data = tuple(d for d in state.action_data if d[0] not in (STARTS_KEY, DELAYED_KEY))
+    return replace(state, action_data=(*data, (STARTS_KEY, json.dumps(starts))))

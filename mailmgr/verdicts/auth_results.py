@@ -2,24 +2,28 @@
 message actions see (ours prepended like a trace header, the forged ones removed).
 
 The stamp is computed once with the verdicts and kept in ProcessingState.action_data under
-STAMP_KEY, so a retry shows actions the same bytes. Must not run any check itself.
+STAMP_KEY, so a retry shows actions the same bytes. Forged fields are found with the RFC 8601
+parser (mailmgr.mime.authres); ours is written by mailmgr.mime.render, never by hand. Must not
+run any check itself.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
-from mailmgr.message import InboundMessage, ProcessingState, header_end
+from mailmgr.message import InboundMessage, ProcessingState
+from mailmgr.mime import authres
+from mailmgr.mime.headers import read
+from mailmgr.mime.render import pvalue, render_lines
+from mailmgr.mime.render import value as authserv_value
 from mailmgr.verdicts.dkim import DkimResult
 from mailmgr.verdicts.dmarc import DmarcResult
 from mailmgr.verdicts.spf import SpfResult
 
 HEADER = "Authentication-Results"
 STAMP_KEY = "verdicts.authentication-results"  # reserved: never a "<rule>.<action>" key
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.@]+$")
-_COMMENT = re.compile(r"\([^()]*\)")
+_LOWER = HEADER.lower()
 
 
 @dataclass(frozen=True)
@@ -39,26 +43,22 @@ class Stamp:
         return cls(str(data["value"]), tuple((int(a), int(b)) for a, b in data["strip"]))
 
 
-def _pvalue(value: str) -> str:
-    if _SAFE_VALUE.match(value):
-        return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
 def header_value(
     authserv_id: str,
     spf: SpfResult | None,
     dkim: DkimResult | None,
     dmarc: DmarcResult | None,
 ) -> str:
-    """`None` for a check that did not finish within the bound: reported as temperror."""
-    parts = [authserv_id]
+    """The value, unfolded: results joined by `; `. Every identity (smtp.mailfrom, smtp.helo,
+    header.d, header.s, header.from) is an RFC 8601 pvalue, quoted when it is not a token or
+    address, with control characters replaced (mailmgr.mime.render.sanitise).
+    `None` for a check that did not finish within the bound: reported as temperror."""
+    parts = [authserv_value(authserv_id)]
     if spf is None:
         parts.append("spf=temperror (not completed in time)")
     else:
         prop = "smtp.mailfrom" if spf.identity == "mailfrom" else "smtp.helo"
-        identity = f" {prop}={_pvalue(spf.sender)}" if spf.sender else ""
+        identity = f" {prop}={pvalue(spf.sender)}" if spf.sender else ""
         parts.append(f"spf={spf.result}{identity}")
     if dkim is None:
         parts.append("dkim=temperror (not completed in time)")
@@ -67,7 +67,7 @@ def header_value(
     else:
         for sig in dkim.signatures:
             props = "".join(
-                f" {name}={_pvalue(value)}"
+                f" {name}={pvalue(value)}"
                 for name, value in (("header.d", sig.domain), ("header.s", sig.selector))
                 if value
             )
@@ -77,7 +77,7 @@ def header_value(
     else:
         text = f"dmarc={dmarc.result}"
         if dmarc.header_from:
-            text += f" header.from={_pvalue(dmarc.header_from)}"
+            text += f" header.from={pvalue(dmarc.header_from)}"
         if dmarc.published is not None:
             applied = dmarc.policy if dmarc.policy is not None else dmarc.published
             text += f" policy.dmarc={applied.value.lower()}"
@@ -85,54 +85,77 @@ def header_value(
     return "; ".join(parts)
 
 
-def _authserv_id(value: bytes) -> str:
-    text = _COMMENT.sub(" ", value.decode("utf-8", "replace"))
-    return text.split(";", 1)[0].strip().split()[0].lower() if text.strip() else ""
+def claims_authserv_id(value: str, authserv_id: str) -> bool:
+    """Whether an incoming Authentication-Results value must go (RFC 8601 §5): it claims our
+    authserv-id (read by the RFC 8601 parser: nested comments, quoted-pairs, folding, a
+    quoted-string id, a version number, any case), or no authserv-id can be read from it at
+    all (unterminated comment or quoted-string, over the parser's length or nesting bound),
+    since a laxer reader downstream might find ours in it."""
+    claimed = authres.authserv_id(value)
+    return claimed is None or authres.same_authserv_id(claimed, authserv_id)
 
 
 def forged_ranges(content: bytes, authserv_id: str) -> tuple[tuple[int, int], ...]:
-    """Byte ranges (with continuation lines) of Authentication-Results fields whose
-    authserv-id is ours, compared case-insensitively."""
-    end = header_end(content)
-    ours = authserv_id.lower()
-    ranges: list[tuple[int, int]] = []
-    pos = 0
-    while pos < end:
-        line_end = content.find(b"\n", pos, end)
-        stop = end if line_end == -1 else line_end + 1
-        while stop < end and content[stop:stop + 1] in (b" ", b"\t"):
-            nxt = content.find(b"\n", stop, end)
-            stop = end if nxt == -1 else nxt + 1
-        name, colon, value = content[pos:stop].partition(b":")
-        if colon and name.strip().lower() == HEADER.lower().encode() and (
-            _authserv_id(value) == ours
-        ):
-            ranges.append((pos, stop))
-        pos = stop
-    return tuple(ranges)
+    """Byte ranges (with continuation lines) of the Authentication-Results fields to remove:
+    those for which `claims_authserv_id` holds."""
+    return tuple(
+        (field.start, field.end)
+        for field in read(content).fields
+        if field.key == _LOWER and claims_authserv_id(field.value, authserv_id)
+    )
 
 
 def stamp(content: bytes, authserv_id: str, value: str) -> Stamp:
     return Stamp(value, forged_ranges(content, authserv_id))
 
 
+def _result_lines(value: str) -> list[str]:
+    """`value` cut after each `;` outside a quoted-string, so each result gets its own line
+    (the stored value may come from an older release: render_lines sanitises it again)."""
+    if '"' not in value:  # the common case: no quoted-string, every ";" ends a result
+        return [part.strip(" ") + ";" for part in value.split(";")[:-1]] + [
+            value.rsplit(";", 1)[-1].strip(" ")]
+    lines: list[str] = []
+    start = 0
+    quoted = escaped = False
+    for index, char in enumerate(value):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = quoted
+        elif char == '"':
+            quoted = not quoted
+        elif char == ";" and not quoted:
+            lines.append(value[start:index + 1].strip(" "))
+            start = index + 1
+    lines.append(value[start:].strip(" "))
+    return lines
+
+
 def message_eol(content: bytes) -> bytes:
     """The line ending the message's header section uses (CRLF unless it is LF-only)."""
-    return b"\r\n" if b"\r\n" in content[: header_end(content) + 2] or not content else b"\n"
+    return read(content).eol
 
 
 def stamped_content(content: bytes, found: Stamp, below: bytes = b"") -> bytes:
     """`content` without the forged fields and with ours on top, folded with the message's
     own line ending; `below` (complete fields, e.g. our Received) goes right under ours."""
-    eol = message_eol(content)
+    section = read(content)
+    eol = section.eol
     kept = bytearray()
     pos = 0
     for start, stop in found.strip:
         kept += content[pos:start]
         pos = stop
+    if section.truncated:
+        # The reader stopped at a bound (mailmgr.mime.headers): what follows was seen by no
+        # consumer here, so it must not be a header section downstream either. A blank line
+        # makes the rest body text for every later reader, so nothing after the bound (a second
+        # From, a forged Authentication-Results) can reach the next hop as a field.
+        kept += content[pos:section.end] + eol
+        pos = section.end
     kept += content[pos:]
-    folded = (";" + eol.decode() + "\t").join(found.value.split("; "))
-    return f"{HEADER}: {folded}".encode() + eol + below + bytes(kept)
+    return render_lines(HEADER, _result_lines(found.value), eol) + below + bytes(kept)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """DKIM (RFC 6376) through dkimpy: every signature verified, keys fetched through our Resolver.
 
 Synchronous (dkimpy is): callers run `check_dkim` in an executor. Owns the per-signature results
-and the DKIM verdict; must not decide DMARC alignment (dmarc.py does, from these results).
+and the DKIM verdict; must not decide DMARC alignment (dmarc.py does, from these results). Which
+DKIM-Signature fields exist is read with mailmgr.mime (the one header reader); dkimpy verifies.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -15,10 +15,10 @@ import dkim
 import dkim.util
 
 from mailmgr.message import Verdict
+from mailmgr.mime.headers import read
 from mailmgr.verdicts.dns import Outcome, RecordType, Resolver
 
 MAX_SIGNATURES = 10  # a message with more is not worth more DNS traffic; the rest are ignored
-_SIGNATURE_NAME = re.compile(rb"dkim-signature", re.IGNORECASE)
 
 # dkimpy logs every failure at ERROR through its default logger; our result carries the reason.
 _quiet = logging.getLogger("mailmgr.verdicts.dkim.lib")
@@ -47,11 +47,8 @@ class DkimResult:
 
 
 def _signature_headers(content: bytes) -> list[bytes]:
-    try:
-        headers, _body = dkim.rfc822_parse(content)
-    except Exception:  # an unparsable message has no usable signature
-        return []
-    return [value for name, value in headers if name.lower() == b"dkim-signature"]
+    """The DKIM-Signature field values, in order (the same order dkimpy indexes them by)."""
+    return [v.encode("utf-8") for v in read(content).get_all("DKIM-Signature")]
 
 
 def _tags(value: bytes) -> tuple[str, str]:
@@ -125,9 +122,9 @@ def verdict_of(signatures: tuple[DkimSignature, ...]) -> Verdict:
 
 
 def may_be_signed(content: bytes) -> bool:
-    """False when `content` certainly has no DKIM-Signature field (the name appears nowhere), so
-    its DKIM verdict is GRAY without parsing it. Cheap: callers use it to skip the executor."""
-    return _SIGNATURE_NAME.search(content) is not None
+    """False when the header section has no DKIM-Signature field, so the DKIM verdict is GRAY
+    without dkimpy. Cheap (the reader's cached section): callers use it to skip the executor."""
+    return bool(read(content).get_all("DKIM-Signature"))
 
 
 UNSIGNED = DkimResult(Verdict.GRAY)

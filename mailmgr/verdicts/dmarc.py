@@ -6,6 +6,17 @@ never does DNS). Ours: retrieval through our Resolver (cache, bound), RFC 7489 ย
 (From domain, then organizational domain; several records = no policy), the p/rua fallback,
 RFC 7489 defaults (checkdmarc follows RFC 9989, which drops pct and changes sp), alignment, `sp`
 and `pct`. Must not look at the message beyond the From domains it is given.
+
+From domains (RFC 7489 ยง6.6.1) come from mailmgr.mime (the one header reader, strict address
+lists). Policy: at most MAX_FROM_DOMAINS (5) distinct domains, over all From fields, are
+evaluated. More: no lookup at all, DMARC FAIL with policy REJECT, reason "From field with N
+domains" (as OpenDMARC's RejectMultiValueFrom), so extra domains can neither hide a p=reject
+domain nor cost DNS queries; From fields with more than MAX_FROM_ADDRESSES (50) "@" are not even
+parsed (the same verdict; N from a plain scan). Not a bypass either -- DMARC permerror, FAIL with
+policy REJECT, reason "From field with no usable address" -- a present From field with no usable
+address (malformed list, no mailbox, a domain literal), a header section truncated at the
+reader's bound before any From field (a bare CR ends a line for the reader, so a From after one
+is a From field). No From field at all stays "none" (GRAY).
 """
 
 from __future__ import annotations
@@ -13,14 +24,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 
 from checkdmarc.dmarc import DMARCError, parse_dmarc_record
 from checkdmarc.utils import get_base_domain
 
-from mailmgr.message import DmarcPolicy, Verdict, header_end
+from mailmgr.message import DmarcPolicy, Verdict
+from mailmgr.mime import addresses
+from mailmgr.mime.headers import read
 from mailmgr.verdicts.dkim import DkimResult
 from mailmgr.verdicts.dns import Outcome, RecordType, Resolver
 from mailmgr.verdicts.spf import SpfResult
@@ -30,6 +40,10 @@ _POLICIES = {"none": DmarcPolicy.NONE, "quarantine": DmarcPolicy.QUARANTINE,
              "reject": DmarcPolicy.REJECT}
 _DOWNGRADE = {DmarcPolicy.REJECT: DmarcPolicy.QUARANTINE,
               DmarcPolicy.QUARANTINE: DmarcPolicy.NONE, DmarcPolicy.NONE: DmarcPolicy.NONE}
+MAX_FROM_DOMAINS = 5
+MAX_FROM_ADDRESSES = 50  # more "@" than this in the From fields: not parsed, FAIL/REJECT
+_DOMAIN_SCAN = re.compile(r"@([^\s,;:<>()\"\[\]@\\]+)")
+NO_ADDRESS = ""  # from_domains' marker: a From field is there, but no usable domain in it
 _SEVERITY = {DmarcPolicy.NONE: 0, DmarcPolicy.QUARANTINE: 1, DmarcPolicy.REJECT: 2}
 
 
@@ -59,16 +73,31 @@ class DmarcResult:
 
 
 def from_domains(content: bytes) -> tuple[str, ...]:
-    """The distinct domains of every address in every From header, lower-case, in order."""
-    text = content[: header_end(content)]
-    headers = BytesHeaderParser(policy=compat32).parsebytes(text, headersonly=True)
-    values = [str(v) for v in headers.get_all("From", [])]
-    domains = []
-    for _name, address in getaddresses(values):
-        domain = address.rpartition("@")[2].strip().rstrip(".").lower()
-        if "@" in address and domain:
-            domains.append(domain)
-    return tuple(dict.fromkeys(domains))
+    """The distinct domains of every address in every From field, lower-case, in order; () when
+    there is no From field; (NO_ADDRESS,) when a From field yields no usable domain or the header
+    section was truncated before any From field (see the module docstring)."""
+    section = read(content)
+    values = section.get_all("From")
+    if not values:
+        # A header section cut at a bound: a From may be hidden past it, so no bypass.
+        return (NO_ADDRESS,) if section.truncated else ()
+    if sum(v.count("@") for v in values) > MAX_FROM_ADDRESSES:
+        # Not worth a full parse (it runs on the event loop): the verdict is FAIL/REJECT either
+        # way; the domains found by a plain scan give the count for the reason.
+        found = dict.fromkeys(d.rstrip(".").lower() for v in values
+                              for d in _DOMAIN_SCAN.findall(v))
+        return tuple(found) if len(found) > MAX_FROM_DOMAINS else (NO_ADDRESS,)
+    domains: dict[str, None] = {}
+    for value in values:
+        mailboxes = addresses.parse(value)
+        if not mailboxes:
+            return (NO_ADDRESS,)
+        for mailbox in mailboxes:
+            domain = mailbox.domain.rstrip(".").lower()
+            if not domain or domain.startswith("["):
+                return (NO_ADDRESS,)
+            domains.setdefault(domain, None)
+    return tuple(domains)
 
 
 def organizational_domain(domain: str) -> str:
@@ -180,10 +209,17 @@ async def _evaluate(lookup: _Lookup, domain: str, spf: SpfResult, dkim: DkimResu
 
 async def check_dmarc(resolver: Resolver, domains: tuple[str, ...], spf: SpfResult,
                       dkim: DkimResult, sample_key: str, budget: float) -> DmarcResult:
-    """DMARC for the message's From domains. With several domains each is evaluated: any
-    failure wins (the strictest policy), then a DNS error, then any pass; else none."""
+    """DMARC for the message's From domains (as `from_domains` gives them). With several
+    domains (at most MAX_FROM_DOMAINS; more, or NO_ADDRESS, is a FAIL/REJECT without DNS) each
+    is evaluated: any failure wins (the strictest policy), then a DNS error, then any pass."""
     if not domains:
         return DmarcResult(Verdict.GRAY, "none", reason="no From address")
+    if NO_ADDRESS in domains:
+        return DmarcResult(Verdict.FAIL, "permerror", policy=DmarcPolicy.REJECT,
+                           reason="From field with no usable address")
+    if len(domains) > MAX_FROM_DOMAINS:
+        return DmarcResult(Verdict.FAIL, "permerror", policy=DmarcPolicy.REJECT,
+                           reason=f"From field with {len(domains)} domains")
     lookup = _Lookup(resolver, budget)
     results = [await _evaluate(lookup, d, spf, dkim, sample_key) for d in domains]
     failures = [r for r in results if r.verdict is Verdict.FAIL]

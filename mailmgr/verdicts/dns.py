@@ -1,8 +1,8 @@
 """The DNS seam of the verdict checks: a Resolver protocol, the dnspython implementation (async for
 the event loop, sync for libraries running in executor threads) and the TTL cache both share.
 
-Owns nameserver settings, timeouts, caching and request coalescing; must not interpret SPF, DKIM
-or DMARC records.
+Owns nameserver settings, timeouts, caching, request coalescing and the per-message query budget
+(BudgetedResolver, MAX_QUERIES_PER_MESSAGE); must not interpret SPF, DKIM or DMARC records.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ DEFAULT_NEGATIVE_TTL = 60.0
 # One UDP attempt waits at most this long; dnspython then retries (with backoff) within the
 # lookup's lifetime, so one dropped datagram does not cost the whole timeout.
 ATTEMPT_TIMEOUT = 1.0
+# DNS lookups one message's verdicts may send (SPF, DKIM and DMARC together; cached answers are
+# free). SPF's own 10-lookup limit (RFC 7208 4.6.4) still applies inside it.
+MAX_QUERIES_PER_MESSAGE = 50
 
 
 class RecordType(StrEnum):
@@ -340,3 +343,55 @@ def _failure(exc: Exception, negative_ttl: float) -> tuple[DnsAnswer, float]:
     if isinstance(exc, dns.resolver.NoNameservers):
         return DnsAnswer(Outcome.ERROR, reason="no nameserver answered (SERVFAIL)"), 0.0
     return DnsAnswer(Outcome.ERROR, reason=type(exc).__name__), 0.0
+
+
+class BudgetedResolver:
+    """A Resolver for one message's verdicts: at most `limit` lookups that are not answered from
+    the cache go to `inner`; past that every lookup is an ERROR answer (a temporary failure, so
+    the check asking is temperror / PROCESSING_FAILED). Thread-safe: SPF and DKIM ask from
+    executor threads while DMARC asks on the loop. `exhausted` counts refused lookups."""
+
+    def __init__(self, inner: Resolver, limit: int = MAX_QUERIES_PER_MESSAGE) -> None:
+        self.inner = inner
+        self.limit = max(0, limit)
+        self.sent = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def _cached(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        if isinstance(self.inner, DnsResolver):
+            return self.inner.cached(name, rdtype)
+        return None
+
+    def _take(self) -> bool:
+        with self._lock:
+            if self.sent < self.limit:
+                self.sent += 1
+                return True
+            self.refused += 1
+            return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.refused > 0
+
+    async def lookup(self, name: str, rdtype: RecordType, budget: float | None = None
+                     ) -> DnsAnswer:
+        cached = self._cached(name, rdtype)
+        if cached is not None:
+            return cached
+        if not self._take():
+            return _OVER_BUDGET
+        return await self.inner.lookup(name, rdtype, budget)
+
+    def lookup_sync(self, name: str, rdtype: RecordType, budget: float | None = None
+                    ) -> DnsAnswer:
+        cached = self._cached(name, rdtype)
+        if cached is not None:
+            return cached
+        if not self._take():
+            return _OVER_BUDGET
+        return self.inner.lookup_sync(name, rdtype, budget)
+
+
+_OVER_BUDGET = DnsAnswer(Outcome.ERROR, reason="per-message DNS query budget exhausted")

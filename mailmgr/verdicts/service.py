@@ -4,7 +4,9 @@ threads: SPF whose DNS answers are all cached runs on the loop (microseconds), a
 without a DKIM-Signature is GRAY without being parsed.
 
 Never raises for a DNS or library failure and never exceeds `timeout`: an unfinished check is
-PROCESSING_FAILED. Must not decide anything about rules or actions.
+PROCESSING_FAILED. Every check of one message shares one DNS query budget (dns.BudgetedResolver,
+50 lookups): past it lookups fail as temporary errors. Must not decide anything about rules or
+actions.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from mailmgr.message import InboundMessage, Verdict, Verdicts
 from mailmgr.verdicts.auth_results import header_value
 from mailmgr.verdicts.dkim import UNSIGNED, DkimResult, check_dkim, may_be_signed
 from mailmgr.verdicts.dmarc import DmarcResult, check_dmarc, from_domains
-from mailmgr.verdicts.dns import DnsResolver, Resolver
+from mailmgr.verdicts.dns import (
+    MAX_QUERIES_PER_MESSAGE,
+    BudgetedResolver,
+    DnsResolver,
+    Resolver,
+)
 from mailmgr.verdicts.spf import SpfResult, check_spf, check_spf_cached
 
 DEFAULT_TIMEOUT = 10.0
@@ -50,9 +57,12 @@ class VerdictsService:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         threads: int = DEFAULT_THREADS,
+        max_queries: int = MAX_QUERIES_PER_MESSAGE,
     ) -> None:
+        """`max_queries`: DNS lookups (cache misses) one message's checks may send together."""
         self.resolver = resolver
         self.timeout = timeout
+        self.max_queries = max_queries
         # Bounded: at most `threads` checks run at once; queued ones start with what is left of
         # their own deadline and return at once when it has passed.
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads),
@@ -81,24 +91,26 @@ class VerdictsService:
         started = time.monotonic()
         deadline = started + self.timeout
         session, envelope = message.session, message.envelope
+        # One budget for this message's SPF, DKIM and DMARC, counted at the resolver seam.
+        resolver = BudgetedResolver(self.resolver, self.max_queries)
         spf: SpfResult | None = None
         if isinstance(self.resolver, DnsResolver):
             spf = check_spf_cached(self.resolver.cached, session.peer_ip, envelope.mail_from,
                                    session.helo)
         spf_task = None if spf is not None else asyncio.ensure_future(self._in_thread(
             deadline,
-            lambda b: check_spf(self.resolver, session.peer_ip, envelope.mail_from,
+            lambda b: check_spf(resolver, session.peer_ip, envelope.mail_from,
                                 session.helo, b),
         ))
         dkim: DkimResult | None = UNSIGNED
         if may_be_signed(message.content):
             dkim = await _bounded(asyncio.ensure_future(self._in_thread(
-                deadline, lambda b: check_dkim(self.resolver, message.content, b),
+                deadline, lambda b: check_dkim(resolver, message.content, b),
             )), deadline)
         if spf_task is not None:
             spf = await _bounded(spf_task, deadline)
-        dmarc = await _bounded(asyncio.ensure_future(self._dmarc(message, spf, dkim, deadline)),
-                               deadline)
+        dmarc = await _bounded(asyncio.ensure_future(
+            self._dmarc(resolver, message, spf, dkim, deadline)), deadline)
         verdicts = Verdicts(
             spf=spf.verdict if spf else Verdict.PROCESSING_FAILED,
             dkim=dkim.verdict if dkim else Verdict.PROCESSING_FAILED,
@@ -113,16 +125,20 @@ class VerdictsService:
             dmarc=verdicts.dmarc.value,
             dmarc_policy=verdicts.dmarc_policy.value if verdicts.dmarc_policy else None,
             elapsed_ms=round((time.monotonic() - started) * 1000),
+            dns_queries=resolver.sent,
         )
+        if resolver.exhausted:
+            logs.warning("verdicts.dns_budget_exhausted", message_id=message.id,
+                         limit=resolver.limit, refused=resolver.refused)
         return Authentication(verdicts, spf, dkim, dmarc)
 
-    async def _dmarc(self, message: InboundMessage, spf: SpfResult | None,
+    async def _dmarc(self, resolver: Resolver, message: InboundMessage, spf: SpfResult | None,
                      dkim: DkimResult | None, deadline: float) -> DmarcResult:
         # A check that did not finish cannot make DMARC pass: treat it as not passing.
         spf = spf or SpfResult(Verdict.PROCESSING_FAILED, "temperror", "mailfrom", "", "")
         dkim = dkim or DkimResult(Verdict.PROCESSING_FAILED)
         domains = from_domains(message.content)
-        return await check_dmarc(self.resolver, domains, spf, dkim, message.id,
+        return await check_dmarc(resolver, domains, spf, dkim, message.id,
                                  max(0.001, deadline - time.monotonic()))
 
     async def verdicts(self, message: InboundMessage) -> Verdicts:

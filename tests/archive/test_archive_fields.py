@@ -1,5 +1,10 @@
-"""extract()'s fast paths give exactly what the email package gives: the reference below is the
-full parse (every header through the registry, every body through the MIME parser)."""
+"""extract() against the email package's full parse (every header through the registry, every body
+through the MIME parser) where that parse reads the header section as RFC 5322 does.
+
+Updated for issue 10 (one header reader): values are now kept as written apart from RFC 2047
+decoding (the registry's re-rendering differs across Python patch releases and its decoder is
+quadratic, hostile 03), and obsolete syntax / bare CRs no longer end the header section (field 10),
+so the samples where the email package differs have explicit expectations in ODD below."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from email.parser import BytesParser, Parser
 import pytest
 
 from mailmgr.archive.fields import HeaderFields, decode_value, extract
-from mailmgr.message import header_end
+from mailmgr.mime.headers import header_end
 from tests.archive.archive_samples import PLAIN, multipart_alternative, with_attachment
 
 NAMES = ("Date", "To", "From", "Cc", "Subject", "Message-ID", "In-Reply-To", "X-Mailer",
@@ -72,10 +77,6 @@ SAMPLES = [
     b"From bounce@x Sat Nov 21 10:00:00 2026\nFrom: a@b.test\nSubject: mbox\n\nbody\n",
     b" continuation first\r\nSubject: s\r\n\r\nb\r\n",
     b"Subject: a\r\nnot a header line\r\nTo: hidden@x.test\r\n\r\nb\r\n",
-    b"Subject: lone\rCR\r\nTo: x@y.test\r\n\r\n",
-    b"Subject : spaced name\r\nsubject: second\r\n\r\n",
-    b"To: J. Doe <j@x.test>, \"Quoted, Name\" <q@x.test>\r\nCc: <only@angle.test>\r\n\r\n",
-    b"From: John  Doe <j@x.test>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n",
     b"Date: not a date\r\nMessage-ID: bad id\r\nIn-Reply-To: <a@b> (comment)\r\n\r\n",
     b"Date: \r\nSubject:\r\nX-Priority:   3  \r\n\r\n",
     b"Subject: =?utf-8?b?w4lsaXNl?= and =?bogus?= text\r\n\r\n",
@@ -90,23 +91,43 @@ SAMPLES = [
 ]
 
 
+ODD = [
+    # a bare CR ends a line (as at the next hop): "CR" is the first body line, To is body text
+    (b"Subject: lone\rCR\r\nTo: x@y.test\r\n\r\n", {"subject": "lone", "to": None}),
+    (b"Subject: lone\rTo: x@y.test\r\n\r\n", {"subject": "lone", "to": "x@y.test"}),
+    # obs-optional white space before the colon: the first Subject is a field
+    (b"Subject : spaced name\r\nsubject: second\r\n\r\n", {"subject": "spaced name"}),
+    (b"To: J. Doe <j@x.test>, \"Quoted, Name\" <q@x.test>\r\nCc: <only@angle.test>\r\n\r\n",
+     {"to": 'J. Doe <j@x.test>, "Quoted, Name" <q@x.test>', "cc": "<only@angle.test>"}),
+    (b"From: John  Doe <j@x.test>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n",
+     {"from_": "John  Doe <j@x.test>", "date": "Mon, 01 Jan 2024 10:00:00 +0000"}),
+    (b"From: =?utf-8?q?J=C3=B6rg?= <j@x.test>\r\nSubject: a=?utf-8?q?b?=c\r\n\r\n",
+     {"from_": "J\u00f6rg <j@x.test>", "subject": "abc"}),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), ODD)
+def test_extract_odd_header_sections(content: bytes, expected: dict[str, str | None]) -> None:
+    fields = extract(content)
+    for name, value in expected.items():
+        assert getattr(fields, name) == value, name
+
+
 @pytest.mark.parametrize("content", SAMPLES)
 def test_extract_matches_the_full_parse(content: bytes) -> None:
     assert extract(content) == reference(content)
 
 
-def test_fast_values_match_the_registry_on_random_ascii() -> None:
+def test_values_without_encoded_words_are_kept_as_written() -> None:
     rng = random.Random(7)
     alphabet = "abcXYZ019 .,;:<>@\"()[]\\!#$%&'*+/=?^_`{|}~-\t"
-    words = ["Bob", "a@b.test", "<a@b.test>", "J.", "x", "=?", "Mon, 1 Jan 2024 10:00 +0000"]
     for _ in range(3000):
-        if rng.random() < 0.5:
-            value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
-        else:
-            value = " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
-        value = value.strip()
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))).strip()
+        if "=?" in value or not value:
+            continue
         for name in NAMES:
-            assert decode_value(name, value) == reference_value(name, value), (name, value)
+            if name != "Date":
+                assert decode_value(name, value) == value, (name, value)
 
 
 def test_plain_single_part_message_is_never_mime_parsed() -> None:

@@ -62,9 +62,9 @@ def _ingress(**changes: Any) -> dict[str, Any]:
 
 
 CERT = {"CertificateFile": "s.pem", "PrivateKeyFile": "s.key"}
-# The loader parses CAContent: a real (generated) CA certificate.
-_CA_PEM = certs.cert_pem(certs.make_ca().certificate).decode()
-TRUST = {"TlsAuthConfiguration": {"TrustStore": {"CAContent": _CA_PEM}}}
+# The trust store is parsed at load time, so it must hold a real CA.
+TRUST = {"TlsAuthConfiguration": {"TrustStore": {
+    "CAContent": certs.cert_pem(certs.make_ca("config test CA").certificate).decode()}}}
 
 
 @pytest.mark.parametrize("changes", [

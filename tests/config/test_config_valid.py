@@ -109,8 +109,8 @@ FULL: dict[str, Any] = {
 
 
 def _write_full(tmp_path: Path) -> Path:
-    # The loader reads files the config names (Relay CaFile): give it a real CA bundle.
-    (tmp_path / "ca.pem").write_bytes(certs.cert_pem(certs.make_ca().certificate))
+    """FULL as mailmgr.yaml, with the relay's CaFile (checked at load time) beside it."""
+    certs.load_or_create_ca(tmp_path)
     return write(tmp_path, FULL)
 
 

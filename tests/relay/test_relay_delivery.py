@@ -19,7 +19,7 @@ from relay_support import (
 
 from mailmgr.config.models import MailFrom
 from mailmgr.errors import PermanentActionError
-from mailmgr.message import with_headers
+from mailmgr.mime.headers import with_headers
 from mailmgr.smtpclient import to_wire
 
 Relays = Callable[..., RelayServer]

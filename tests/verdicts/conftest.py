@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from mailmgr.verdicts.dns import DnsResolver
 from tests.verdicts.dns_server import DnsServer, Zone
-
-
-@pytest.fixture(scope="session")
-def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def zone(dns_server: DnsServer) -> Iterator[Zone]:
-    dns_server.zone.clear()
-    yield dns_server.zone
-    dns_server.zone.clear()
 
 
 @pytest.fixture
