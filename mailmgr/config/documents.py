@@ -24,6 +24,11 @@ MAX_DOCUMENT_BYTES = 16 * MIB
 # An AWS import file of 100,000 members (the comment in build_address_list) of up to 320
 # characters each, in the JSON form, is about 35 MiB.
 MAX_MEMBER_FILE_BYTES = 64 * MIB
+# Every document and address-list file one load reads, together: per-file limits alone let
+# a config name the same 64 MiB member file in a thousand address lists (~18 bytes of memory
+# per byte of CSV: a 60 MiB file is ~1.1 GB, ~17 s). Room for the largest config plus the
+# largest member file and then some.
+MAX_TOTAL_BYTES = 128 * MIB
 # Nodes of a YAML document counted with every alias expanded, as every later walk (validation,
 # repr) sees it: an alias bomb (9 levels of 10 aliases = 10^9 nodes) is refused while
 # composing, after at most this much work. Composed nodes cost ~0.8 KB and ~30 us each
@@ -148,11 +153,19 @@ def _too_large(size: int, limit: int) -> str:
     return f"{size:,} bytes is more than the limit of {limit // MIB} MiB for this file"
 
 
+def _over_budget() -> str:
+    return (f"the files this config reads (config, rule-set and address-list files) total "
+            f"more than {MAX_TOTAL_BYTES // MIB} MiB")
+
+
 def read_text(
     ctx: Ctx, path: Path, where: str, limit: int = MAX_DOCUMENT_BYTES
 ) -> str | None:
     """Read a UTF-8 file of at most `limit` bytes (see read_limited); a failure is reported
     at `where` in `ctx` (the referring file)."""
+    if ctx.sink.bytes_read >= MAX_TOTAL_BYTES:
+        ctx.problem(where, f"cannot read {path}: {_over_budget()}")
+        return None
     try:
         data = read_limited(path, limit)
     except FileNotFoundError:
@@ -160,6 +173,10 @@ def read_text(
         return None
     except UnreadableFile as exc:
         ctx.problem(where, f"cannot read {path}: {exc}")
+        return None
+    ctx.sink.bytes_read += len(data)
+    if ctx.sink.bytes_read > MAX_TOTAL_BYTES:
+        ctx.problem(where, f"cannot read {path}: {_over_budget()}")
         return None
     try:
         return data.decode("utf-8-sig")

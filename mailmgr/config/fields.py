@@ -87,11 +87,13 @@ def show(value: object, limit: int = 60) -> str:
 
 @dataclass
 class Sink:
-    """The problems found so far: the first MAX_PROBLEMS are kept, the rest only counted, so
-    a file that is wrong a million times prints a bounded report."""
+    """One load's state: the problems found so far (the first MAX_PROBLEMS are kept, the rest
+    only counted, so a file that is wrong a million times prints a bounded report) and the
+    bytes of files read so far."""
 
     problems: list[ConfigProblem] = field(default_factory=list)
     dropped: int = 0
+    bytes_read: int = 0  # by all documents of one load (documents.MAX_TOTAL_BYTES)
 
     def add(self, problem: ConfigProblem) -> None:
         if len(self.problems) < MAX_PROBLEMS:
