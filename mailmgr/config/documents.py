@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mailmgr.config.fields import Ctx
+from mailmgr.config.fields import Ctx, index_path, key_path
 
 YAML_SUFFIXES = (".yaml", ".yml")
 MIB = 1024 * 1024
@@ -105,6 +106,9 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
         key = loader.construct_object(key_node)
+        if isinstance(key, list | dict | set):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a list or mapping cannot be a key", key_node.start_mark)
         if isinstance(key, str) and key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key '{key}'", key_node.start_mark
@@ -112,7 +116,11 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
         if isinstance(key, str):
             seen.add(key)
     loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
+    try:
+        return dict(loader.construct_pairs(node))
+    except TypeError:  # `? [a, b] : 1` -- a list or mapping as a key (also via `<<`)
+        raise yaml.constructor.ConstructorError(
+            None, None, "a list or mapping cannot be a key", node.start_mark) from None
 
 
 _BoundedLoader.add_constructor(
@@ -201,8 +209,46 @@ def _json_depth_exceeds(data: Any, limit: int) -> bool:
     return False
 
 
+# A `\ud800`-`\udfff` escape (JSON `\uXXXX`, YAML `\uXXXX` / `\UXXXXXXXX`): valid UTF-8 text
+# holds no surrogates, so only an escape can make one. Paired escapes decode to one character.
+_SURROGATE_ESCAPE = re.compile(r"\\(?:u|U0000)[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_at(data: Any) -> str | None:
+    """The JSON path of the first string (value or key) holding a lone surrogate, or None.
+    Iterative; only called when the text has a surrogate escape."""
+    stack: list[tuple[Any, str]] = [(data, "$")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    return path
+                stack.append((item, key_path(path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, index_path(path, i)) for i, item in enumerate(value))
+    return None
+
+
 def parse_document(ctx: Ctx, text: str, suffix: str) -> tuple[bool, Any]:
-    """(ok, data). Problems go to `ctx` (the document's own file) at path `$`."""
+    """(ok, data). Problems go to `ctx` (the document's own file) at path `$`, or at the
+    string's path for a lone surrogate escape (it cannot be written to a log, a file or a
+    hash, and would fail far from here)."""
+    ok, data = _parse(ctx, text, suffix)
+    if ok and _SURROGATE_ESCAPE.search(text):
+        where = _surrogate_at(data)
+        if where is not None:
+            ctx.problem(where, "a string holds an escaped UTF-16 surrogate (\\ud800-\\udfff) "
+                               "that is not part of a pair: it is not a character")
+            return False, None
+    return ok, data
+
+
+def _parse(ctx: Ctx, text: str, suffix: str) -> tuple[bool, Any]:
     if suffix.lower() in YAML_SUFFIXES:
         try:
             return True, yaml.load(text, Loader=_BoundedLoader)
