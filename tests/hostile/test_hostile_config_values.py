@@ -71,8 +71,12 @@ def test_lone_surrogate_escapes_are_refused_at_their_path(
     tmp_path: Path, suffix: str, text: str
 ) -> None:
     path = write(tmp_path, text, "mailmgr" + suffix)
-    line = assert_refused(mailmgr("check-config", path), 1, f"{path}: $.RuleSets[0]",
-                          "escaped UTF-16 surrogate")
+    line = assert_refused(mailmgr("check-config", path), 1, f"{path}: $")
+    # libyaml (used when PyYAML has it) refuses the escape itself, at its line; JSON and the
+    # Python YAML parser decode it, and the loader refuses the string at its path.
+    assert (f"{path}: $.RuleSets[0]" in line and "escaped UTF-16 surrogate" in line) or (
+        f"{path}: $: YAML syntax error at line 2" in line
+        and "invalid Unicode character escape code" in line), line
     assert "internal error" not in line
 
 
