@@ -47,8 +47,19 @@ class _Client:
             if line[3:4] != b"-":
                 return line
 
+    sources = 1  # client addresses to spread connections over (127.0.0.2 ... on loopback)
+    _next = 0
+
     async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        local = None
+        if _Client.sources > 1 and self.host.startswith("127."):
+            # An MX sees many clients: spread the load over loopback source addresses so the
+            # per-address limits (Server.Limits) measure as they would in production.
+            _Client._next += 1
+            local = (f"127.0.{(_Client._next % _Client.sources) // 250}."
+                     f"{2 + _Client._next % _Client.sources % 250}", 0)
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port,
+                                                                 local_addr=local)
         await self._reply()
         self.writer.write(b"EHLO bench.load.test\r\n")
         await self._reply()
@@ -155,7 +166,10 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=1, help="load-generator processes")
     parser.add_argument("--idle", type=int, default=0, help="measure N idle connections")
     parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("--sources", type=int, default=250,
+                        help="loopback client addresses to connect from (1: 127.0.0.1 only)")
     args = parser.parse_args()
+    _Client.sources = max(1, args.sources)
     if args.idle:
         asyncio.run(_idle(args))
         return

@@ -21,9 +21,10 @@ from mailmgr.actions.base import Resources
 from mailmgr.archive import LocalArchive, local_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config import load
-from mailmgr.config.models import AcceptAction, Config, IngressPoint, TlsPolicy
+from mailmgr.config.models import AcceptAction, Config, IngressPoint, ServerLimits, TlsPolicy
 from mailmgr.errors import ConfigError, ConfigProblem
 from mailmgr.ingress.auth import AuthThrottle
+from mailmgr.ingress.limits import AcceptErrorLog, AddressTable, fit_to_fd_limit
 from mailmgr.ingress.listener import IngressServer
 from mailmgr.ingress.tls import server_context
 from mailmgr.ingress.truststore import TrustAnchors, load_trust_store
@@ -107,7 +108,10 @@ class App:
     _secrets: SecretStore | None = None
     _switch: PipelineSwitch | None = None
     _acceptor: SpoolAcceptor | None = None
-    _throttle: AuthThrottle = field(default_factory=AuthThrottle)  # counts across points
+    # Per-client-address state (connection caps, rates, AUTH failures) across all points.
+    _addresses: AddressTable = field(default_factory=AddressTable)
+    _throttle: AuthThrottle | None = None
+    _limits: tuple[ServerLimits, ServerLimits] | None = None  # (configured, effective)
     _running: bool = False
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # reloads, retiring points
@@ -169,6 +173,9 @@ class App:
         )
         return Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts)
 
+    def __post_init__(self) -> None:
+        self._throttle = AuthThrottle(table=self._addresses)
+
     def _server(
         self, config: Config, ingress: IngressPoint, checks: Mapping[str, TrafficPolicyCheck]
     ) -> IngressServer:
@@ -185,7 +192,15 @@ class App:
             trust=trust,
             secrets=self._secrets,
             throttle=self._throttle,
+            limits=self._effective_limits(config.server.limits),
+            addresses=self._addresses,
         )
+
+    def _effective_limits(self, configured: ServerLimits) -> ServerLimits:
+        """`configured` with MaxConnections kept below the fd limit (warned about once)."""
+        if self._limits is None or self._limits[0] != configured:
+            self._limits = (configured, fit_to_fd_limit(configured))
+        return self._limits[1]
 
     async def stop(self) -> None:
         async with self._reload_lock:  # a reload under way finishes first
@@ -374,6 +389,7 @@ async def serve(config: Config) -> int:
     app = App(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    AcceptErrorLog().install(loop)  # EMFILE at accept(): one log line per 10 s, no tracebacks
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, app.request_reload)

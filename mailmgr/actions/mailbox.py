@@ -19,6 +19,7 @@ from mailmgr.config.models import DeliverToMailboxAction, ListenAddress, Mailbox
 from mailmgr.errors import PermanentActionError, TemporaryActionError
 from mailmgr.mime.headers import read
 from mailmgr.mime.render import render_field
+from mailmgr.smtpclient.wire import command_arg, to_wire
 
 LMTP_TIMEOUT = 120.0  # per reply; the DATA reply may wait for the mailbox's disk
 MAX_REPLY_LINES = 100
@@ -66,12 +67,9 @@ class _Conn:
 
 
 def dot_stuff(content: bytes) -> bytes:
-    """CRLF line ends, leading dots doubled, and the terminating `.` line."""
-    lines = content.replace(b"\r\n", b"\n").split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    body = b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines)
-    return body + b".\r\n"
+    """CRLF line ends (a bare CR too, as the header reader reads it), leading dots doubled, and
+    the terminating `.` line: the Relay action's wire encoding (smtpclient.wire.to_wire)."""
+    return to_wire(content)
 
 
 async def lmtp_deliver(
@@ -105,13 +103,13 @@ async def lmtp_deliver(
             params += " BODY=8BITMIME"
         if smtputf8 and "SMTPUTF8" in extensions:
             params += " SMTPUTF8"
-        mail = await conn.command(f"MAIL FROM:<{mail_from}>{params}")
+        mail = await conn.command(f"MAIL FROM:<{command_arg(mail_from)}>{params}")
         if mail.code != 250:
             raise LmtpError(mail, "MAIL FROM")
         replies: dict[str, Reply] = {}
         accepted: list[str] = []
         for rcpt in recipients:
-            reply = await conn.command(f"RCPT TO:<{rcpt}>")
+            reply = await conn.command(f"RCPT TO:<{command_arg(rcpt)}>")
             replies[rcpt] = reply
             if reply.code in (250, 251):
                 accepted.append(rcpt)
@@ -207,6 +205,8 @@ class DeliverToMailbox:
                 address, lhlo=self._hostname, mail_from=env.mail_from, recipients=todo,
                 content=item.content, body_8bit=env.body_8bit, smtputf8=env.smtputf8,
                 reply_timeout=self._timeout) if todo else {}
+        except ValueError as exc:  # a control character in a stored address: never sent
+            raise PermanentActionError(f"LMTP {address}: {exc}", "553") from exc
         except LmtpError as exc:
             if exc.reply.temporary:
                 raise TemporaryActionError(str(exc), str(exc.reply.code),

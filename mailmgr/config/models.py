@@ -100,6 +100,26 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class ServerLimits:
+    """`Server.Limits`: bounds on connections, sessions and messages (counts, seconds, bytes/s).
+
+    Enforced by `mailmgr.ingress.limits`; the README's Security section lists what happens when
+    each is exceeded."""
+
+    max_connections: int = 2000  # all ingress points together
+    max_connections_per_address: int = 50  # per client IPv4 address or IPv6 /64
+    connections_per_address_per_minute: int = 600
+    messages_per_connection: int = 1000
+    messages_per_address_per_minute: int = 600
+    errors_per_session: int = 10  # 5xx replies
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2
+    data_timeout: float = 600.0  # between two DATA reads that bring bytes
+    write_timeout: float = 300.0  # a reply that cannot be written for this long: abort
+    session_timeout: float = 1800.0
+    min_data_rate: float = 256.0  # bytes per second over the rate window; 0 turns it off
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     hostname: str
     data_directory: Path
@@ -115,6 +135,7 @@ class ServerConfig:
     workers: int = 8
     retry: RetryPolicy = RetryPolicy()
     shutdown_grace: float = 10.0
+    limits: ServerLimits = ServerLimits()
 
     @property
     def spool_directory(self) -> Path:

@@ -20,11 +20,25 @@ from mailmgr.config.fields import (
     parse_host_port,
     str_list,
 )
-from mailmgr.config.models import RetryPolicy, ServerConfig
+from mailmgr.config.models import RetryPolicy, ServerConfig, ServerLimits
 
 SERVER_KEYS = (
     "Hostname", "DataDirectory", "Region", "AccountId", "Aws", "Dns", "Log", "Workers",
-    "Retry", "ShutdownGraceSeconds",
+    "Retry", "ShutdownGraceSeconds", "Limits",
+)
+# Server.Limits key -> (ServerLimits field, integer, minimum, maximum)
+_LIMITS: tuple[tuple[str, str, bool, float, float], ...] = (
+    ("MaxConnections", "max_connections", True, 1, 1_000_000),
+    ("MaxConnectionsPerAddress", "max_connections_per_address", True, 1, 1_000_000),
+    ("ConnectionsPerAddressPerMinute", "connections_per_address_per_minute", True, 1, 10**9),
+    ("MessagesPerConnection", "messages_per_connection", True, 1, 10**9),
+    ("MessagesPerAddressPerMinute", "messages_per_address_per_minute", True, 1, 10**9),
+    ("ErrorsPerSession", "errors_per_session", True, 1, 10**6),
+    ("CommandTimeoutSeconds", "command_timeout", False, 0.01, 86400),
+    ("DataTimeoutSeconds", "data_timeout", False, 0.01, 86400),
+    ("WriteTimeoutSeconds", "write_timeout", False, 0.01, 86400),
+    ("SessionTimeoutSeconds", "session_timeout", False, 0.01, 7 * 86400),
+    ("MinDataRateBytesPerSecond", "min_data_rate", False, 0, 10**12),
 )
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -127,6 +141,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
     if policy.max_delay < policy.initial_delay:
         ctx.problem(retry_path, "MaxDelaySeconds must not be less than InitialDelaySeconds")
     grace = opt_number(ctx, server, "ShutdownGraceSeconds", path, minimum=0.0)
+    limits = _parse_limits(ctx, server, path)
 
     return ServerConfig(
         hostname=hostname or default_hostname(),
@@ -143,4 +158,21 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         workers=8 if workers is None else int(workers),
         retry=policy,
         shutdown_grace=10.0 if grace is None else grace,
+        limits=limits,
     )
+
+
+def _parse_limits(ctx: Ctx, server: dict[Any, Any], path: str) -> ServerLimits:
+    """`Server.Limits`; a bad value is reported and its default used."""
+    where = key_path(path, "Limits")
+    section = _section(ctx, server, "Limits", path, tuple(k for k, *_ in _LIMITS))
+    values: dict[str, float] = {}
+    for key, name, integer, low, high in _LIMITS:
+        value = opt_number(ctx, section, key, where, minimum=low, maximum=high, integer=integer)
+        if value is not None:
+            values[name] = int(value) if integer else value
+    limits = ServerLimits(**values)  # type: ignore[arg-type]
+    if limits.max_connections_per_address > limits.max_connections:
+        ctx.problem(key_path(where, "MaxConnectionsPerAddress"),
+                    "MaxConnectionsPerAddress must not be greater than MaxConnections")
+    return limits

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from mailmgr import logs
 from mailmgr.errors import PermanentActionError, TemporaryActionError
+from mailmgr.ingress.limits import AddressTable, address_key
 
 MECHANISMS = ("PLAIN", "LOGIN")
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH command and responses
@@ -33,7 +35,7 @@ class SaslError(Exception):
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
-        self.kind = kind  # "cancelled" | "undecodable" | "malformed"
+        self.kind = kind  # "cancelled" | "undecodable" | "malformed" | "identity" | "too_long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,19 @@ def _text(data: bytes) -> str:
         raise SaslError("malformed") from error
 
 
+# C0 controls, DEL and C1 controls: never part of a user name, and CR/LF/NUL would split log
+# lines or headers that carry the identity.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _identity(data: bytes) -> str:
+    """An authzid/authcid (RFC 4616 §2: UTF-8 without NUL); control characters refused."""
+    text = _text(data)
+    if _CONTROLS.search(text):
+        raise SaslError("identity")
+    return text
+
+
 async def read_credentials(mechanism: str, initial: str | None, ask: Ask) -> Credentials:
     """Run the SASL exchange of `mechanism` (upper case, one of MECHANISMS)."""
     if mechanism == "PLAIN":
@@ -73,11 +88,11 @@ async def read_credentials(mechanism: str, initial: str | None, ask: Ask) -> Cre
         parts = message.split(b"\0")
         if len(parts) != 3:
             raise SaslError("malformed")
-        authzid, authcid, password = (_text(p) for p in parts)
+        authzid, authcid, password = _identity(parts[0]), _identity(parts[1]), _text(parts[2])
         if authzid and authzid != authcid:
             return Credentials(user="\0")  # acting for someone else is never allowed
         return Credentials(authcid, password)
-    user = _text(_decode(initial if initial is not None else await ask("VXNlcm5hbWU6")))
+    user = _identity(_decode(initial if initial is not None else await ask("VXNlcm5hbWU6")))
     password = _text(_decode(await ask("UGFzc3dvcmQ6")))
     return Credentials(user, password)
 
@@ -170,10 +185,13 @@ class Penalty:
 
 
 class AuthThrottle:
-    """Failed AUTH attempts per client IP: growing delays, then 421 and disconnect.
+    """Failed AUTH attempts per client address (IPv4, or IPv6 /64): growing delays, then 421.
 
-    Memory is bounded: at most `max_tracked` addresses, the least recently failing forgotten
-    first; an address's count is forgotten `window` seconds after its last failure.
+    A password is checked only under a reservation taken from the address's failure budget
+    (`reserve`) once its credentials are complete, so parallel exchanges cannot all pass a
+    check made earlier: at most `limit` checks run or have failed per address and `window`.
+    The state lives in the process's AddressTable (memory-bounded); an address's failures are
+    forgotten `window` seconds after its last one.
     """
 
     def __init__(
@@ -183,43 +201,63 @@ class AuthThrottle:
         max_delay: float = 4.0,
         limit: int = 5,
         window: float = 900.0,
-        max_tracked: int = 10_000,
+        table: AddressTable | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base = base_delay
         self._max = max_delay
         self.limit = limit
         self._window = window
-        self._max_tracked = max_tracked
-        self._clock = clock
-        self._failures: dict[str, tuple[int, float]] = {}  # ip -> (count, last failure)
-
-    def __len__(self) -> int:
-        return len(self._failures)
+        self._table = table or AddressTable(clock=clock)
+        self._clock = self._table.clock
 
     def failures(self, ip: str) -> int:
-        entry = self._failures.get(ip)
-        if entry is None:
+        entry = self._table.peek(address_key(ip))
+        if entry is None or entry.auth_failures == 0:
             return 0
-        if self._clock() - entry[1] > self._window:
-            del self._failures[ip]
-            return 0
-        return entry[0]
+        if self._clock() - entry.auth_last > self._window:
+            entry.auth_failures = 0
+        return entry.auth_failures
 
     def blocked(self, ip: str) -> bool:
         return self.failures(ip) >= self.limit
 
+    def reserve(self, ip: str) -> bool:
+        """Take one check from the address's budget; False: none left (locked out). Every
+        True must be followed by exactly one of `failed`, `succeeded` or `release`."""
+        failures = self.failures(ip)
+        entry = self._table.entry(address_key(ip))
+        if failures + entry.auth_reserved >= self.limit:
+            return False
+        entry.auth_reserved += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        """Give a reservation back unused (the check could not be made)."""
+        entry = self._table.peek(address_key(ip))
+        if entry is not None and entry.auth_reserved > 0:
+            entry.auth_reserved -= 1
+
     def failed(self, ip: str) -> Penalty:
+        """The reserved check failed: count it."""
         count = self.failures(ip) + 1
-        self._failures.pop(ip, None)  # re-insert: dict order is least recently failing first
-        while len(self._failures) >= self._max_tracked:
-            del self._failures[next(iter(self._failures))]
-        self._failures[ip] = (count, self._clock())
+        self.release(ip)
+        entry = self._table.entry(address_key(ip))
+        entry.auth_failures = count
+        entry.auth_last = self._clock()
         delay = min(self._base * 2 ** (count - 1), self._max)
         return Penalty(delay=delay, disconnect=count >= self.limit, failures=count)
 
     def succeeded(self, ip: str) -> None:
-        self._failures.pop(ip, None)
+        """The reserved check succeeded: refund it and forget the earlier failures."""
+        self.release(ip)
+        entry = self._table.peek(address_key(ip))
+        if entry is not None:
+            entry.auth_failures = 0
+
+    @property
+    def tracked(self) -> int:
+        return len(self._table)
 
     async def wait(self, penalty: Penalty) -> None:
         if penalty.delay > 0:

@@ -7,11 +7,20 @@ attempts and counters, never credentials.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from mailmgr import logs
 from mailmgr.ingress import replies
-from mailmgr.ingress.auth import MECHANISMS, Ask, Outcome, SaslError, read_credentials
+from mailmgr.ingress.auth import (
+    AUTH_LINE_LIMIT,
+    MECHANISMS,
+    Ask,
+    Outcome,
+    SaslError,
+    read_credentials,
+)
+from mailmgr.ingress.data import discard_line
 from mailmgr.ingress.replies import Reply
 from mailmgr.ingress.settings import SmtpSettings
 
@@ -20,6 +29,7 @@ _SASL_REPLIES = {
     "undecodable": replies.AUTH_UNDECODABLE,
     "malformed": replies.AUTH_MALFORMED,
     "too_long": replies.AUTH_LINE_TOO_LONG,
+    "identity": replies.AUTH_BAD_IDENTITY,
 }
 
 
@@ -69,19 +79,43 @@ async def authenticate(
         credentials = await read_credentials(mechanism, initial.strip() or None, ask)
     except SaslError as error:
         return _SASL_REPLIES[error.kind], None
-    outcome = await auth.verify(credentials)
+    # The budget is taken now, atomically, and the check runs under it: exchanges that all
+    # passed the gate above cannot get more than the budget's number of checks between them.
+    if not throttle.reserve(ip):
+        logs.warning("auth.throttled", ingress_point=state.ingress_point, peer_ip=ip,
+                     failures=throttle.failures(ip))
+        return replies.AUTH_TOO_MANY_FAILURES, None
+    try:
+        outcome = await auth.verify(credentials)
+    except BaseException:
+        throttle.release(ip)
+        raise
     if outcome is Outcome.OK:
         throttle.succeeded(ip)
         logs.event("auth.succeeded", ingress_point=state.ingress_point, peer_ip=ip,
                    mechanism=mechanism)
         return replies.AUTH_OK, auth.ingress_point_id
     if outcome is Outcome.UNAVAILABLE:
+        throttle.release(ip)
         return replies.AUTH_TEMPORARY_FAILURE, None
     penalty = throttle.failed(ip)
     logs.warning("auth.failed", ingress_point=state.ingress_point, peer_ip=ip,
                  mechanism=mechanism, failures=penalty.failures, delay=penalty.delay,
-                 disconnect=penalty.disconnect, tracked_ips=len(throttle))
+                 disconnect=penalty.disconnect, tracked_ips=throttle.tracked)
     if penalty.disconnect:
         return replies.AUTH_TOO_MANY_FAILURES, None
     await throttle.wait(penalty)
     return replies.AUTH_FAILED, None
+
+
+async def read_response(reader: asyncio.StreamReader) -> str:
+    """One SASL response line (RFC 4954 §4), without its CRLF; SaslError("too_long") when it
+    exceeds AUTH_LINE_LIMIT (the rest of the line is read and dropped)."""
+    try:
+        line: bytes = await reader.readuntil(b"\n")
+    except asyncio.LimitOverrunError as overrun:
+        await discard_line(reader, overrun.consumed)
+        raise SaslError("too_long") from None
+    if len(line) > AUTH_LINE_LIMIT:
+        raise SaslError("too_long")
+    return line.rstrip(b"\r\n").decode("ascii", "replace").strip()

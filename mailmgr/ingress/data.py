@@ -5,7 +5,7 @@ undo dot-stuffing. Works on chunks, never line by line; keeps the bytes exactly 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from typing import Protocol
 
 TERMINATOR = b"\r\n.\r\n"
 # Matcher states for the terminator at the start of the body (state 2: the CRLF that ended the
@@ -31,8 +31,27 @@ def raw_cap(limit: int) -> int:
     return limit + limit // 3 + 8
 
 
+async def discard_line(reader: asyncio.StreamReader, consumed: int) -> None:
+    """Drop the rest of an over-long line: `consumed` bytes, then up to the next LF."""
+    await reader.read(consumed)
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as overrun:
+            await reader.read(overrun.consumed)
+
+
+class DataProgress(Protocol):
+    """What times a DATA transfer (`limits.DataWatch`)."""
+
+    def progress(self, consumed: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 async def read_message(
-    reader: asyncio.StreamReader, limit: int, progress: Callable[[], None]
+    reader: asyncio.StreamReader, limit: int, watch: DataProgress | None = None
 ) -> bytes | None:
     """Read one message up to the terminator; return it unstuffed, or None when it exceeds
     `limit` bytes (the rest is still read and discarded, so the session stays in sync).
@@ -41,8 +60,19 @@ async def read_message(
     we take exactly what it says is safe, so the terminator never straddles two reads and
     bytes pipelined after it stay in the reader. Only the first bytes are read one at a time,
     while they could still complete a terminator begun by the CRLF of the DATA line.
-    `progress` is called per chunk (it re-arms the idle timeout for slow, large bodies).
+    `watch.progress(consumed)` gets the raw bytes read so far after each chunk (the DATA
+    timeout and rate check follow it); `watch.stop()` is called however the read ends.
     """
+    try:
+        return await _read(reader, limit, watch)
+    finally:
+        if watch is not None:
+            watch.stop()
+
+
+async def _read(
+    reader: asyncio.StreamReader, limit: int, watch: DataProgress | None
+) -> bytes | None:
     head = bytearray()
     state = 2
     while state:
@@ -69,7 +99,8 @@ async def read_message(
             parts.clear()
         if done:
             break
-        progress()
+        if watch is not None:
+            watch.progress(size)
     if size > cap:
         return None
     content = unstuff(b"".join(parts))

@@ -15,6 +15,7 @@ from mailmgr.config.models import IngressPoint, IngressPointStatus, IngressPoint
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import Authenticator, AuthThrottle, SecretSource
 from mailmgr.ingress.handler import IngressHandler
+from mailmgr.ingress.limits import AddressTable, Limits
 from mailmgr.ingress.seams import Acceptor, RecipientPolicy
 from mailmgr.ingress.settings import SessionSet, SmtpSettings, effective_size_limit
 from mailmgr.ingress.smtp import SmtpProtocol
@@ -45,16 +46,20 @@ class IngressServer:
         acceptor: Acceptor,
         recipient_policy: RecipientPolicy,
         ssl_context: ssl.SSLContext | None,
-        command_timeout: float = 300.0,
+        command_timeout: float | None = None,
         trust: TrustAnchors | None = None,
         secrets: SecretSource | None = None,
         throttle: AuthThrottle | None = None,
+        limits: Limits | None = None,
+        addresses: AddressTable | None = None,
     ) -> None:
         """`max_message_size` is the traffic policy's MaxMessageSizeBytes (None: 40 MB); the
-        smaller of it and 40 MB applies. `command_timeout`: seconds a client may stay silent.
+        smaller of it and 40 MB applies. `command_timeout`: seconds a client may stay silent
+        (default: `limits.command_timeout`). `limits`: Server.Limits; `addresses`: the
+        process's per-address table (connection caps count across all ingress points).
         `ssl_context` comes from `tls.server_context` (with `fips` for TlsPolicy FIPS and, for
         MTLS, `trust`, which must also be passed here for the revocation check). `secrets`
-        serves an AUTH point's SecretArn; `throttle` counts its failed logins per client IP.
+        serves an AUTH point's SecretArn; `throttle` counts its failed logins per address.
         Raises ValueError for TlsPolicy REQUIRED/FIPS, TlsWrappedListen or MTLS without an SSL
         context, MTLS without `trust`, and AUTH without a password source.
         """
@@ -72,19 +77,22 @@ class IngressServer:
                 secret_arn=ingress_point.secret_arn,
                 secrets=secrets,
             )
+        limits = limits or Limits()
+        addresses = addresses or AddressTable()
         self._settings = SmtpSettings(
             hostname=hostname,
             max_message_size=effective_size_limit(max_message_size),
             require_tls=ingress_point.tls_policy in (TlsPolicy.REQUIRED, TlsPolicy.FIPS),
             ssl_context=ssl_context,
-            timeout=command_timeout,
+            timeout=limits.command_timeout if command_timeout is None else command_timeout,
             auth=auth,
-            throttle=throttle or AuthThrottle(),
+            throttle=throttle or AuthThrottle(table=addresses),
             trust=trust,
             fips=ingress_point.tls_policy is TlsPolicy.FIPS,
+            limits=limits,
         )
         self._handler = IngressHandler(ingress_point, acceptor, recipient_policy)
-        self._sessions = SessionSet()
+        self._sessions = SessionSet(addresses)
         self._servers: list[asyncio.Server] = []
 
     @property
@@ -122,6 +130,7 @@ class IngressServer:
             throttle=old.throttle,
             trust=trust,
             fips=old.fips,
+            limits=old.limits,
         )
 
     def adopt(self, replacement: IngressServer) -> None:

@@ -115,6 +115,27 @@ NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command")
 NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command")
 
 
+# ---------------------------------------------------------------- limits (Server.Limits)
+
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
+TOO_MANY_CONNECTIONS_FROM_ADDRESS = Reply(
+    421, "4.7.0", "Too many connections from your address, try again later"
+)
+CONNECTION_RATE_EXCEEDED = Reply(
+    421, "4.7.0", "Too many connections from your address per minute, try again later"
+)
+TOO_MANY_MESSAGES = Reply(421, "4.7.0", "Too many messages in this session, closing connection")
+MESSAGE_RATE_EXCEEDED = Reply(
+    421, "4.7.0", "Too many messages from your address per minute, closing connection"
+)
+DATA_TIMEOUT = Reply(421, "4.4.2", "Timeout waiting for message data, closing connection")
+DATA_TOO_SLOW = Reply(421, "4.4.2", "Message data arriving too slowly, closing connection")
+SESSION_TIMEOUT = Reply(421, "4.4.2", "Session time limit reached, closing connection")
+AUTH_BAD_IDENTITY = Reply(
+    501, "5.5.2", "Control characters not allowed in authentication identity"
+)
+
+
 def banner(hostname: str) -> Reply:
     """The greeting: the hostname and `ESMTP`, never the software name or version."""
     return Reply(220, "", f"{hostname} ESMTP")

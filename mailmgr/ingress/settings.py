@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import MECHANISMS, Authenticator, AuthThrottle
+from mailmgr.ingress.limits import AddressTable, Limits, address_key
+from mailmgr.ingress.replies import Reply
 from mailmgr.ingress.truststore import TrustAnchors
 from mailmgr.message import SessionFacts
 
@@ -38,6 +40,7 @@ class SmtpSettings:
         "ehlo_tls",
         "fips",
         "hostname",
+        "limits",
         "max_message_size",
         "require_tls",
         "ssl_context",
@@ -58,8 +61,10 @@ class SmtpSettings:
         throttle: AuthThrottle | None = None,
         trust: TrustAnchors | None = None,
         fips: bool = False,
+        limits: Limits | None = None,
     ) -> None:
-        """`timeout`: seconds a client may stay silent (RFC 5321 §4.5.3.2 suggests 5 min).
+        """`timeout`: seconds a client may stay silent (RFC 5321 §4.5.3.2 suggests 5 min);
+        `limits`: `Server.Limits` (its CommandTimeoutSeconds is not used here: pass `timeout`).
         `auth`: AUTH is required before MAIL; `trust`: a verified, unrevoked client
         certificate is required before MAIL; `fips`: TLS 1.3 suites are checked per session."""
         if require_tls and ssl_context is None:
@@ -75,6 +80,7 @@ class SmtpSettings:
         self.throttle = throttle or AuthThrottle()
         self.trust = trust
         self.fips = fips
+        self.limits = limits or Limits()
         common = (
             f"SIZE {max_message_size}",
             "8BITMIME",
@@ -93,19 +99,44 @@ class SmtpSettings:
 
 
 class SessionSet:
-    """The live connections of one listener, so shutdown can reach them."""
+    """The live connections of one listener, so shutdown can reach them; each is counted in
+    the process's AddressTable from `admit` until `discard`."""
 
-    def __init__(self) -> None:
-        self.live: set[SmtpProtocol] = set()
+    def __init__(self, table: AddressTable | None = None) -> None:
+        self.live: dict[SmtpProtocol, str] = {}  # session -> its address key
+        self.table = table or AddressTable()
         self._empty = asyncio.Event()
         self._empty.set()
 
-    def add(self, session: SmtpProtocol) -> None:
-        self.live.add(session)
+    def admit(
+        self, session: SmtpProtocol, transport: asyncio.BaseTransport, ip: str, limits: Limits
+    ) -> bool:
+        """Count a new connection; False: refused by a connection cap, with 421 written on a
+        plaintext port (before any banner; a TLS port cannot carry it yet) and closed."""
+        key = address_key(ip)
+        refusal = self.table.admit(key, limits)
+        if refusal is not None:
+            if isinstance(transport, asyncio.WriteTransport) and not session.implicit_tls:
+                transport.write(refusal.line())
+            transport.close()
+            return False
+        self.live[session] = key
         self._empty.clear()
+        return True
+
+    def mail_refusal(self, session: SmtpProtocol, count: int, limits: Limits) -> Reply | None:
+        """The 421 for the `count`-th MAIL of a session when MessagesPerConnection or its
+        address's MessagesPerAddressPerMinute is spent; None: go ahead (and counted)."""
+        if count > limits.messages_per_connection:
+            return replies.TOO_MANY_MESSAGES
+        if not self.table.message(self.live.get(session, ""), limits):
+            return replies.MESSAGE_RATE_EXCEEDED
+        return None
 
     def discard(self, session: SmtpProtocol) -> None:
-        self.live.discard(session)
+        key = self.live.pop(session, None)
+        if key is not None:
+            self.table.release(key)
         if not self.live:
             self._empty.set()
 

@@ -16,10 +16,11 @@ from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mailmgr import logs
 from mailmgr.ingress import replies
-from mailmgr.ingress.auth import AUTH_LINE_LIMIT, SaslError
-from mailmgr.ingress.authcmd import AuthState, authenticate
-from mailmgr.ingress.data import read_message
+from mailmgr.ingress.auth import AUTH_LINE_LIMIT
+from mailmgr.ingress.authcmd import AuthState, authenticate, read_response
+from mailmgr.ingress.data import discard_line, read_message
 from mailmgr.ingress.handler import IngressHandler
+from mailmgr.ingress.limits import ConnectionTimers, DataWatch
 from mailmgr.ingress.replies import Reply
 from mailmgr.ingress.settings import (
     AWS_MAX_MESSAGE_SIZE,
@@ -42,11 +43,11 @@ COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4
 MAIL_COMMAND_LIMIT = COMMAND_LIMIT + 26 + 10 + 14
 # RFC 4954 §5: a server offering AUTH accepts MAIL lines up to 500 octets longer (AUTH=).
 MAIL_AUTH_COMMAND_LIMIT = MAIL_COMMAND_LIMIT + 500
-BOGUS_LIMIT = 5
 ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})  # RFC 3207 §4
 # The StreamReader limit: the DATA chunk size (command lines are limited to COMMAND_LIMIT).
 _READ_CHUNK = 65536
 _NO_HOOKS: dict[str, Any] = {}
+_HELD_REPLIES = 256  # held back at most: a client that pipelines forever still meets drain()
 
 
 Command = Callable[["SmtpProtocol", str | None], Awaitable[None]]
@@ -71,7 +72,7 @@ class SmtpProtocol(SMTP):
         # SMTP.__init__ is skipped on purpose: per connection it reflects over every attribute
         # to build hook and command tables we do not use (~95 µs and ~3 KiB per connection).
         # These are the attributes the aiosmtpd methods we keep (connection_made/lost,
-        # eof_received, timeouts, smtp_STARTTLS, _getaddr) rely on in aiosmtpd 1.4.x.
+        # eof_received, timeouts, smtp_STARTTLS) rely on in aiosmtpd 1.4.x.
         self.loop = asyncio.get_running_loop()
         asyncio.StreamReaderProtocol.__init__(
             self,
@@ -102,13 +103,17 @@ class SmtpProtocol(SMTP):
         self._stopping = False
         self._done = False
         self._out: list[bytes] = []  # replies held back while pipelined commands are waiting
-        self._implicit = implicit_tls
+        self.implicit_tls = self._implicit = implicit_tls
         self._closed_point = closed
         # Set once a handshake (STARTTLS or implicit) has finished. aiosmtpd 1.4.6 only counts
         # STARTTLS as TLS (`_tls_protocol`, `session.ssl`: None on implicit TLS, so its AUTH
         # would refuse there): every TLS decision here (AUTH, EHLO, REQUIRED) uses this.
         self._tls: SessionTls | None = None
         self._auth_user: str | None = None
+        self._errors = 0  # 5xx replies sent
+        self._mails = 0  # MAIL commands that could open a transaction
+        outer = lambda: self.transport or self._original_transport  # noqa: E731
+        self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say)
 
     # ------------------------------------------------------------ connection
 
@@ -119,7 +124,9 @@ class SmtpProtocol(SMTP):
         if first:
             peer = transport.get_extra_info("peername") or ("", 0)
             self._peer = (peer_ip(str(peer[0])), int(peer[1]))
-            self._sessions.add(self)
+            if not self._sessions.admit(self, transport, self._peer[0], self._settings.limits):
+                return  # refused before any banner (421, closed): no session starts
+            self._timers.start(self._peer[0])
             if self._implicit:
                 return self._start_implicit_tls(transport)
         super().connection_made(transport)
@@ -148,6 +155,7 @@ class SmtpProtocol(SMTP):
         # The TLS layer never reported the connection, so it will not report its loss.
         self._log_handshake_failure(error)
         self._sessions.discard(self)
+        self._timers.stop()
         if self._original_transport is not None:
             self._original_transport.close()
 
@@ -179,7 +187,17 @@ class SmtpProtocol(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._sessions.discard(self)
-        super().connection_lost(error)
+        self._timers.stop()
+        if self.session is not None:  # None: refused at accept, or a failed implicit TLS
+            super().connection_lost(error)
+
+    def pause_writing(self) -> None:  # the peer stopped reading: WriteTimeoutSeconds runs
+        super().pause_writing()
+        self._timers.paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._timers.resumed()
 
     def _set_rset_state(self) -> None:
         self._tx = None
@@ -195,13 +213,15 @@ class SmtpProtocol(SMTP):
             self.transport.close()
 
     def _timeout_cb(self) -> None:
+        self._timers.expire(replies.TIMEOUT)
+
+    def _say(self, reply: Reply) -> None:
         if self.transport is not None:
-            self._write_now(replies.TIMEOUT.line())
-            self.transport.close()
+            self._write_now(reply.line())
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        """End the connection now, dropping unsent data (its buffers are freed at once)."""
+        self._timers.abort()
 
     def _write_now(self, data: bytes) -> None:
         """Write held-back replies and `data` with one send."""
@@ -216,12 +236,18 @@ class SmtpProtocol(SMTP):
         return b"\n" in self._reader._buffer  # type: ignore[attr-defined]
 
     async def _send(self, reply: Reply, *, flush: bool = False) -> None:
+        if reply.code >= 500:  # ErrorsPerSession counts every 5xx, whichever command earned it
+            self._errors += 1
+            if self._errors > self._settings.limits.errors_per_session:
+                reply = replies.TOO_MANY_ERRORS
+                self._done = True
         await self._send_bytes(reply.line(), flush=flush or reply.closes)
 
     async def _send_bytes(self, data: bytes, *, flush: bool = False) -> None:
         """Send one reply; while further pipelined commands are already buffered, hold it back
         so their replies leave in one write (RFC 2920 §3.1 lets the server batch them)."""
-        if not flush and not self._stopping and self._line_waiting():
+        if not flush and len(self._out) < _HELD_REPLIES and not self._stopping and (
+                self._line_waiting()):
             self._out.append(data)
             return
         self._write_now(data)
@@ -243,7 +269,6 @@ class SmtpProtocol(SMTP):
                 await self._send(replies.TLS_CIPHER_REFUSED)
                 return
             await self._send(replies.banner(self._settings.hostname))
-            bogus = BOGUS_LIMIT
             while self.transport is not None and not self._done:
                 if self._stopping and self._tx is None:
                     await self._send(replies.SHUTTING_DOWN)
@@ -254,16 +279,12 @@ class SmtpProtocol(SMTP):
                 try:
                     line: bytes = await self._reader.readuntil(b"\n")
                 except asyncio.LimitOverrunError as overrun:
-                    await self._discard_line(overrun.consumed)
+                    await discard_line(self._reader, overrun.consumed)
                     await self._send(replies.LINE_TOO_LONG)
                     continue
                 finally:
                     self._idle = False
                 reply = await self._command(line)
-                if reply is replies.UNKNOWN_COMMAND:
-                    bogus -= 1
-                    if bogus < 1:
-                        reply = replies.TOO_MANY_ERRORS
                 if reply is not None:
                     await self._send(reply)
                     if reply.closes:
@@ -282,15 +303,6 @@ class SmtpProtocol(SMTP):
                 if self._out:
                     self._write_now(b"")
                 self.transport.close()
-
-    async def _discard_line(self, consumed: int) -> None:
-        await self._reader.read(consumed)
-        while True:
-            try:
-                await self._reader.readuntil(b"\n")
-                return
-            except asyncio.LimitOverrunError as overrun:
-                await self._reader.read(overrun.consumed)
 
     async def _command(self, line: bytes) -> Reply | None:
         """Run one command line; returns the reply still to send (None: already sent)."""
@@ -324,6 +336,10 @@ class SmtpProtocol(SMTP):
         method = self._COMMANDS.get(verb)
         if method is None:
             return replies.UNKNOWN_COMMAND
+        if verb == "MAIL" and self._tx is None:
+            self._mails += 1
+            if refusal := self._sessions.mail_refusal(self, self._mails, self._settings.limits):
+                return refusal
         self._reset_timeout()
         try:
             await method(self, arg)
@@ -392,19 +408,11 @@ class SmtpProtocol(SMTP):
 
     async def smtp_AUTH(self, arg: str | None) -> None:
         assert self.session is not None
-        reply, user = await authenticate(
-            arg,
-            self._settings,
-            AuthState(
-                ingress_point=self._handler.ingress_point.name,
-                peer_ip=self._peer[0],
-                extended=self.session.extended_smtp,
-                tls=self._tls is not None,
-                authenticated=self._auth_user is not None,
-                in_transaction=self._tx is not None,
-            ),
-            self._ask,
-        )
+        state = AuthState(ingress_point=self._handler.ingress_point.name, peer_ip=self._peer[0],
+                          extended=self.session.extended_smtp, tls=self._tls is not None,
+                          authenticated=self._auth_user is not None,
+                          in_transaction=self._tx is not None)
+        reply, user = await authenticate(arg, self._settings, state, self._ask)
         if user is not None:
             self._auth_user = user
         await self._send(reply)
@@ -415,14 +423,7 @@ class SmtpProtocol(SMTP):
         """Send a 334 challenge and read the client's response line."""
         await self._send_bytes(replies.challenge(challenge), flush=True)
         self._reset_timeout()
-        try:
-            line: bytes = await self._reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as overrun:
-            await self._discard_line(overrun.consumed)
-            raise SaslError("too_long") from None
-        if len(line) > AUTH_LINE_LIMIT:
-            raise SaslError("too_long")
-        return line.rstrip(b"\r\n").decode("ascii", "replace").strip()
+        return await read_response(self._reader)
 
     async def smtp_STARTTLS(self, arg: str | None) -> None:
         if arg:
@@ -527,9 +528,8 @@ class SmtpProtocol(SMTP):
                 replies.NO_VALID_RECIPIENTS if tx.rcpt_attempted else replies.NEED_RCPT
             )
         await self._send(replies.START_DATA, flush=True)
-        content = await read_message(
-            self._reader, self._settings.max_message_size, self._reset_timeout
-        )
+        watch = DataWatch(self, self._reader, self._settings.limits, self._timers.expire)
+        content = await read_message(self._reader, self._settings.max_message_size, watch)
         self._tx = None
         if content is None:
             return await self._send(replies.TOO_BIG)

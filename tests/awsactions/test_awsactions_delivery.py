@@ -86,6 +86,9 @@ def lmtp_action(address: ListenAddress) -> DeliverToMailbox:
 
 def test_dot_stuffing() -> None:
     assert dot_stuff(b"a\n.b\r\n..c") == b"a\r\n..b\r\n...c\r\n.\r\n"
+    # a bare CR ends a line, as the header reader reads it: no field hides behind one
+    assert dot_stuff(b"Subject: x\rFrom: y\r\n\r\nb") == (
+        b"Subject: x\r\nFrom: y\r\n\r\nb\r\n.\r\n")
 
 
 async def test_lmtp_delivers_what_was_accepted(lmtp: tuple[Handler, ListenAddress]) -> None:

@@ -40,7 +40,7 @@ async def _feed_and_read(
             await asyncio.sleep(0)
 
     feeder = asyncio.create_task(feed())
-    content = await read_message(reader, limit, lambda: None)
+    content = await read_message(reader, limit)
     await feeder
     rest = await reader.read(1000)
     return content, rest

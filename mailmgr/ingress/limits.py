@@ -1,0 +1,333 @@
+"""Bounded work per connection and per client address (`Server.Limits`): the one table of
+per-address state (connections, per-minute rates, AUTH failures), DATA timeouts and rate, the
+file-descriptor budget and the rate-limited log of accept() failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import resource
+import socket
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from mailmgr import logs
+from mailmgr.config.models import ServerLimits
+from mailmgr.ingress import replies
+from mailmgr.ingress.replies import Reply
+
+Limits = ServerLimits
+MINUTE = 60.0
+# The table forgets the least recently seen addresses beyond this many (~250 B each); entries
+# with open connections are never forgotten (MaxConnections bounds those).
+MAX_ADDRESSES = 50_000
+# fds kept out of the connection budget: listeners, spool and archive files, SQLite, AWS and
+# DNS sockets, relay pools, worker threads' files.
+FD_RESERVE = 128
+# DATA rate (slowloris defence): bytes received over the last RATE_WINDOW seconds, checked once
+# a transfer is RATE_WINDOW old; a stalled transfer ends after DataTimeoutSeconds.
+RATE_WINDOW = 10.0
+# After a timeout's 421 the peer has this long to take it before the connection is aborted
+# (close() alone waits forever for a peer that does not read).
+ABORT_GRACE = 2.0
+ACCEPT_LOG_INTERVAL = 10.0
+_ACCEPT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def address_key(ip: str) -> str:
+    """The unit that limits count: an IPv4 address, or the /64 of an IPv6 address (one host or
+    LAN usually holds a whole /64, so per-address limits on full IPv6 addresses are void)."""
+    if ":" not in ip:
+        return ip
+    try:
+        prefix = socket.inet_pton(socket.AF_INET6, ip)[:8]
+    except OSError:
+        return ip
+    return prefix.hex(":", 2) + "::/64"  # e.g. 2001:0db8:0000:0001::/64
+
+
+class _Entry:
+    __slots__ = ("auth_failures", "auth_last", "auth_reserved", "connections", "minute",
+                 "minute_connections", "minute_messages")
+
+    def __init__(self, now: float) -> None:
+        self.connections = 0
+        self.minute = now
+        self.minute_connections = 0
+        self.minute_messages = 0
+        self.auth_failures = 0
+        self.auth_reserved = 0
+        self.auth_last = 0.0
+
+    def tick(self, now: float) -> None:
+        if now - self.minute >= MINUTE:  # fixed one-minute windows
+            self.minute = now
+            self.minute_connections = 0
+            self.minute_messages = 0
+
+    def idle(self) -> bool:
+        return self.connections == 0 and self.auth_reserved == 0
+
+
+class AddressTable:
+    """Per-client-address state shared by every listener of the process.
+
+    Memory is bounded: beyond `max_addresses` the least recently seen address without open
+    connections or pending AUTH checks is forgotten (its rate windows and AUTH failures too).
+    All methods are synchronous, so each check-and-update is atomic on the event loop.
+    """
+
+    def __init__(self, *, max_addresses: int = MAX_ADDRESSES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently seen first
+        self._max = max_addresses
+        self.clock = clock
+        self.connections = 0  # open connections, all addresses
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entry(self, key: str, *, touch: bool = True) -> _Entry:
+        entries = self._entries
+        found = entries.get(key)
+        if found is None:
+            if len(entries) >= self._max:
+                self._evict()
+            found = entries[key] = _Entry(self.clock())
+        elif touch:
+            entries.move_to_end(key)
+        return found
+
+    def peek(self, key: str) -> _Entry | None:
+        return self._entries.get(key)
+
+    def _evict(self) -> None:
+        entries = self._entries
+        for _ in range(8):  # bounded work; live entries go to the end, the table may grow
+            key, victim = entries.popitem(last=False)
+            if victim.idle():
+                return
+            entries[key] = victim
+
+    def admit(self, key: str, limits: Limits) -> Reply | None:
+        """Count a new connection from `key`, or return the 421 that refuses it."""
+        if self.connections >= limits.max_connections:
+            return replies.TOO_MANY_CONNECTIONS
+        entry = self.entry(key)
+        if entry.connections >= limits.max_connections_per_address:
+            return replies.TOO_MANY_CONNECTIONS_FROM_ADDRESS
+        entry.tick(self.clock())
+        if entry.minute_connections >= limits.connections_per_address_per_minute:
+            return replies.CONNECTION_RATE_EXCEEDED
+        entry.minute_connections += 1
+        entry.connections += 1
+        self.connections += 1
+        return None
+
+    def release(self, key: str) -> None:
+        """A connection counted by `admit` has ended."""
+        self.connections -= 1
+        entry = self._entries.get(key)
+        if entry is not None and entry.connections > 0:
+            entry.connections -= 1
+
+    def message(self, key: str, limits: Limits) -> bool:
+        """Count a mail transaction from `key`; False when its per-minute budget is spent."""
+        entry = self.entry(key, touch=False)
+        entry.tick(self.clock())
+        if entry.minute_messages >= limits.messages_per_address_per_minute:
+            return False
+        entry.minute_messages += 1
+        return True
+
+
+def fit_to_fd_limit(limits: Limits) -> Limits:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit and keep MaxConnections (plus
+    FD_RESERVE) below it, with one warning when the configured value had to be lowered."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return limits
+    usable = max(1, soft - FD_RESERVE)
+    if limits.max_connections <= usable:
+        return limits
+    logs.warning("server.connection_cap_lowered", configured=limits.max_connections,
+                 effective=usable, nofile=soft, reserve=FD_RESERVE,
+                 note="Server.Limits.MaxConnections exceeds the file-descriptor limit")
+    return replace(limits, max_connections=usable,
+                   max_connections_per_address=min(usable, limits.max_connections_per_address))
+
+
+class AcceptErrorLog:
+    """A loop exception handler: accept() failing for lack of fds or memory (asyncio retries
+    after 1 s by itself, see selector_events._accept_connection) becomes at most one log line
+    per ACCEPT_LOG_INTERVAL with a count, instead of a traceback per failed accept()."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last = -ACCEPT_LOG_INTERVAL
+        self.count = 0  # failures since the last log line
+        self.total = 0
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        previous = loop.get_exception_handler()
+
+        def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            error = context.get("exception")
+            if isinstance(error, OSError) and error.errno in _ACCEPT_ERRNOS:
+                return self.record(error)
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handle)
+
+    def record(self, error: OSError) -> None:
+        self.count += 1
+        self.total += 1
+        now = self._clock()
+        if now - self._last >= ACCEPT_LOG_INTERVAL:
+            logs.warning("ingress.accept_failed", error=errno.errorcode.get(error.errno or 0, ""),
+                         failures=self.count, total=self.total,
+                         note="out of file descriptors or memory; accept retried after 1 s")
+            self._last = now
+            self.count = 0
+
+
+class CommandTimer(Protocol):
+    """aiosmtpd's command (idle) timeout of a session, as DataWatch pauses it."""
+
+    loop: asyncio.AbstractEventLoop
+    _timeout_handle: asyncio.TimerHandle | None
+
+    def _reset_timeout(self, duration: float | None = None) -> None: ...
+
+
+class DataWatch:
+    """Ends a DATA transfer that stalls for DataTimeoutSeconds, or that brings fewer than
+    MinDataRateBytesPerSecond over the last RATE_WINDOW seconds (checked once the transfer is
+    RATE_WINDOW old). One timer per transfer, ticking at most once a second; `expire` gets the
+    421 to send and must end the connection."""
+
+    __slots__ = ("_consumed", "_expire", "_handle", "_last", "_last_total", "_limits",
+                 "_loop", "_reader", "_samples", "_session", "_start", "_step")
+
+    def __init__(self, session: CommandTimer, reader: asyncio.StreamReader,
+                 limits: Limits, expire: Callable[[Reply], None]) -> None:
+        """The command timeout is off while the watch runs and re-armed by `stop`."""
+        if session._timeout_handle is not None:
+            session._timeout_handle.cancel()
+        self._session = session
+        loop = self._loop = session.loop
+        self._reader = reader
+        self._limits = limits
+        self._expire = expire
+        self._consumed = 0
+        self._start = self._last = loop.time()
+        self._last_total = 0
+        self._samples: deque[tuple[float, int]] = deque(((self._start, 0),))
+        self._step = min(1.0, limits.data_timeout / 2)
+        self._handle: asyncio.TimerHandle | None = loop.call_later(self._step, self._tick)
+
+    def progress(self, consumed: int) -> None:
+        """`consumed`: raw body bytes taken from the reader so far."""
+        self._consumed = consumed
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._session._reset_timeout()
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        total = self._consumed + len(self._reader._buffer)  # type: ignore[attr-defined]
+        if total > self._last_total:
+            self._last, self._last_total = now, total
+        elif now - self._last >= self._limits.data_timeout:
+            self._handle = None
+            return self._expire(replies.DATA_TIMEOUT)
+        samples = self._samples
+        samples.append((now, total))
+        while len(samples) > 2 and samples[1][0] <= now - RATE_WINDOW:
+            samples.popleft()
+        minimum = self._limits.min_data_rate
+        if minimum > 0 and now - self._start >= RATE_WINDOW:
+            then, before = samples[0]
+            if (total - before) < minimum * (now - then):
+                self._handle = None
+                return self._expire(replies.DATA_TOO_SLOW)
+        self._handle = self._loop.call_later(self._step, self._tick)
+
+
+class ConnectionTimers:
+    """One connection's deadlines: SessionTimeoutSeconds for the whole session,
+    WriteTimeoutSeconds while its writing is paused (the peer does not read), and the
+    timeouts' ending: 421, close, and abort after ABORT_GRACE (close() alone waits for a peer
+    that never reads, keeping the connection and its buffers)."""
+
+    __slots__ = ("_limits", "_loop", "_say", "_session", "_stall", "_transport", "peer_ip")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: Limits,
+                 transport: Callable[[], asyncio.BaseTransport | None],
+                 say: Callable[[Reply], None]) -> None:
+        """`transport()`: the connection's outermost transport now; `say(reply)`: write a
+        reply if the session can still be written to."""
+        self._loop = loop
+        self._limits = limits
+        self._transport = transport
+        self._say = say
+        self._session: asyncio.TimerHandle | None = None
+        self._stall: asyncio.TimerHandle | None = None
+        self.peer_ip = ""
+
+    def start(self, peer_ip: str) -> None:
+        self.peer_ip = peer_ip
+        self._session = self._loop.call_later(
+            self._limits.session_timeout, self.expire, replies.SESSION_TIMEOUT
+        )
+
+    def expire(self, reply: Reply) -> None:
+        transport = self._transport()
+        if transport is None or transport.is_closing():
+            return
+        self._say(reply)
+        transport.close()
+        self._loop.call_later(min(ABORT_GRACE, self._limits.write_timeout), self.abort)
+
+    def paused(self) -> None:
+        if self._stall is None:
+            self._stall = self._loop.call_later(self._limits.write_timeout, self._stalled)
+
+    def resumed(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _stalled(self) -> None:
+        self._stall = None
+        logs.warning("smtp.write_timeout", peer_ip=self.peer_ip,
+                     write_timeout=self._limits.write_timeout)
+        self.abort()
+
+    def abort(self) -> None:
+        """End the connection now, dropping unsent data."""
+        transport = self._transport()
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()
+
+    def stop(self) -> None:
+        for timer in (self._session, self._stall):
+            if timer is not None:
+                timer.cancel()
+        self._session = self._stall = None
