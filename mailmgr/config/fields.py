@@ -6,6 +6,7 @@ it never decides what a key means. Every problem is one bounded line, whatever t
 
 from __future__ import annotations
 
+import math
 import re
 import reprlib
 from collections.abc import Iterable
@@ -87,11 +88,13 @@ def show(value: object, limit: int = 60) -> str:
 
 @dataclass
 class Sink:
-    """The problems found so far: the first MAX_PROBLEMS are kept, the rest only counted, so
-    a file that is wrong a million times prints a bounded report."""
+    """One load's state: the problems found so far (the first MAX_PROBLEMS are kept, the rest
+    only counted, so a file that is wrong a million times prints a bounded report) and the
+    bytes of files read so far."""
 
     problems: list[ConfigProblem] = field(default_factory=list)
     dropped: int = 0
+    bytes_read: int = 0  # by all documents of one load (documents.MAX_TOTAL_BYTES)
 
     def add(self, problem: ConfigProblem) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -163,6 +166,17 @@ def opt_bool(ctx: Ctx, parent: dict[Any, Any], key: str, path: str) -> bool | No
     return None
 
 
+def non_finite(value: int | float) -> str | None:
+    """Why a parsed number cannot be used, or None: NaN and infinities (`.nan`, `.inf`,
+    JSON `NaN` or `1e400`) compare false or unbounded against every limit, and an integer too
+    large for a float (400 digits) would raise OverflowError wherever it is converted."""
+    try:
+        finite = math.isfinite(value)  # converts an int to float
+    except OverflowError:
+        return f"value {brief(value)} is too large"
+    return None if finite else f"expected a finite number, got {value}"
+
+
 def opt_number(
     ctx: Ctx, parent: dict[Any, Any], key: str, path: str, *, minimum: float = 0.0,
     integer: bool = False, maximum: float | None = None,
@@ -175,6 +189,10 @@ def opt_number(
     if isinstance(value, bool) or not ok_type:
         wanted = "an integer" if integer else "a number"
         ctx.problem(where, f"expected {wanted}, got {type_name(value)}")
+        return None
+    problem = non_finite(value)
+    if problem is not None:
+        ctx.problem(where, problem)
         return None
     if value < minimum:
         ctx.problem(where, f"value {value} is less than the minimum {minimum:g}")

@@ -14,7 +14,15 @@ from typing import Any
 
 import botocore.session
 
-from mailmgr.config.fields import Ctx, brief, index_path, key_path, show, type_name
+from mailmgr.config.fields import (
+    Ctx,
+    brief,
+    index_path,
+    key_path,
+    non_finite,
+    show,
+    type_name,
+)
 
 # botocore patterns are Java regexes. Python's `re` lacks Unicode property classes, so the
 # known ones are translated; any other pattern that Python cannot compile is skipped.
@@ -175,6 +183,10 @@ class Validator:
             self.problem(path, f"expected {wanted}, got {type_name(value)} ({sh.name})")
             return
         assert isinstance(value, int | float)
+        problem = non_finite(value)
+        if problem is not None:
+            self.problem(path, f"{problem} ({sh.name})")
+            return
         low, high = sh.metadata.get("min"), sh.metadata.get("max")
         if low is not None and value < low:
             self.problem(path, f"value {value} is less than the minimum {low} ({sh.name})")

@@ -103,6 +103,13 @@ def summary(config: Config) -> str:
             f"    rule set {_names(rule_sets, ip.rule_set_id)}, "
             f"traffic policy {_names(policies, ip.traffic_policy_id)}",
         ]
+        tls = ip.tls_certificate
+        if tls is not None:
+            # The loader accepts a pair of which neither file exists (files.py): say why.
+            created = not tls.certificate_file.exists() and not tls.private_key_file.exists()
+            out.append(f"    certificate {tls.certificate_file}, key {tls.private_key_file}"
+                       + (" (neither exists yet: serve creates a self-signed development "
+                          "certificate there)" if created else ""))
     out.append(f"Traffic policies ({len(config.traffic_policies)}):")
     for tp in config.traffic_policies:
         size = "default" if tp.max_message_size is None else f"{tp.max_message_size} bytes"

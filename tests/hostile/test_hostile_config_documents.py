@@ -159,7 +159,8 @@ def test_unreadable_config_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("tail", "expected"), [
-    ("Extra:\n\t- tab\n", "found character '\\t' that cannot start any token"),
+    # libyaml (used when PyYAML has it) does not quote the character; the Python parser does.
+    ("Extra:\n\t- tab\n", "that cannot start any token"),
     ("Server: {Hostname: a}\n", "duplicate key 'Server'"),
     ("Big: " + "1" * 5000 + "\n", "invalid int value: Exceeds the limit (4300 digits)"),
     ("When: 2024-13-45\n", "invalid timestamp value: month must be in 1..12"),
