@@ -8,6 +8,7 @@ DKIM-Signature fields exist is read with mailmgr.mime (the one header reader); d
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -130,14 +131,39 @@ def may_be_signed(content: bytes) -> bool:
 UNSIGNED = DkimResult(Verdict.GRAY)
 
 
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _library_view(content: bytes) -> list[tuple[str, str]] | None:
+    """(d, s) of every DKIM-Signature as dkimpy indexes them (`verify(idx=...)`); None when
+    dkimpy cannot read the header section at all."""
+    try:
+        headers, _body = dkim.rfc822_parse(content)
+    except Exception:  # dkimpy refuses lines our reader ends the section at
+        return None
+    return [_tags(value) for name, value in headers if name.lower() == b"dkim-signature"]
+
+
 def check_dkim(resolver: Resolver, content: bytes, budget: float) -> DkimResult:
-    """Verify every DKIM-Signature of `content` (up to MAX_SIGNATURES). Never raises."""
+    """Verify every DKIM-Signature of `content` (up to MAX_SIGNATURES). Never raises.
+
+    dkimpy is asked for a signature by index, so its list of DKIM-Signature fields must be the
+    one header reader's: otherwise a signature of one domain would be recorded as another's (a
+    DMARC bypass). A bare CR ends a line for our reader (it becomes CRLF downstream) but not for
+    dkimpy, so the message is verified as the next hop gets it (bare CR made CRLF); any other
+    disagreement (e.g. obs white space before the colon) fails every signature (permerror)."""
     if not may_be_signed(content):
         return UNSIGNED
+    if b"\r" in content and _BARE_CR.search(content):
+        content = _BARE_CR.sub(b"\r\n", content)
     deadline = time.monotonic() + max(0.001, budget)
     results: list[DkimSignature] = []
-    for index, header in enumerate(_signature_headers(content)[:MAX_SIGNATURES]):
-        domain, selector = _tags(header)
+    ours = [_tags(header) for header in _signature_headers(content)]
+    if _library_view(content) != ours:
+        failed = tuple(DkimSignature(d, s, "permerror", "header section read ambiguously")
+                       for d, s in ours[:MAX_SIGNATURES])
+        return DkimResult(verdict_of(failed), failed)
+    for index, (domain, selector) in enumerate(ours[:MAX_SIGNATURES]):
         if time.monotonic() >= deadline:
             results.append(DkimSignature(domain, selector, "temperror", "time budget exhausted"))
             continue
