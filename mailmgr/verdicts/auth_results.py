@@ -92,7 +92,10 @@ def claims_authserv_id(value: str, authserv_id: str) -> bool:
     all (unterminated comment or quoted-string, over the parser's length or nesting bound),
     since a laxer reader downstream might find ours in it."""
     claimed = authres.authserv_id(value)
-    return claimed is None or authres.same_authserv_id(claimed, authserv_id)
+    # A non-ASCII id (e.g. ours next to a no-break space) is ours to a reader that strips
+    # Unicode white space: removed too (RFC 8601 §5 lets a border MTA remove any).
+    return (claimed is None or not claimed.isascii()
+            or authres.same_authserv_id(claimed, authserv_id))
 
 
 def forged_ranges(content: bytes, authserv_id: str) -> tuple[tuple[int, int], ...]:
@@ -147,11 +150,12 @@ def stamped_content(content: bytes, found: Stamp, below: bytes = b"") -> bytes:
     for start, stop in found.strip:
         kept += content[pos:start]
         pos = stop
-    if section.truncated:
-        # The reader stopped at a bound (mailmgr.mime.headers): what follows was seen by no
-        # consumer here, so it must not be a header section downstream either. A blank line
-        # makes the rest body text for every later reader, so nothing after the bound (a second
-        # From, a forged Authentication-Results) can reach the next hop as a field.
+    if section.truncated or (not section.separator and section.end < len(content)):
+        # The reader stopped at a bound, or at a line that is not a field with no blank line
+        # before it (mailmgr.mime.headers): what follows was a header to no consumer here, so it
+        # must not be one downstream either (a reader that only stops at the blank line would
+        # find a second From or a forged Authentication-Results there). A blank line makes the
+        # rest body text for every later reader.
         kept += content[pos:section.end] + eol
         pos = section.end
     kept += content[pos:]

@@ -1,4 +1,4 @@
-"""A header section over the reader's bounds: what the reader did not see must not reach the next
+"""A header section cut at a bound or ended by a non-field line: what the reader did not see must not reach the next
 hop as a header field (a forged Authentication-Results or a second From past the bound)."""
 
 from __future__ import annotations
@@ -42,12 +42,21 @@ def _seen(content: bytes) -> bytes:
         action_data=((STAMP_KEY, found.to_text()),))).content
 
 
-@pytest.mark.parametrize("padding", [_over_fields, _over_line, _over_section])
+def _non_field_line() -> bytes:
+    return b"X Y: a\r\n"  # not a field (space in the name), no blank line before it (review)
+
+
+def _nul_name() -> bytes:
+    return b"X\x00: a\r\n"
+
+
+@pytest.mark.parametrize("padding", [_over_fields, _over_line, _over_section, _non_field_line,
+                                     _nul_name])
 def test_nothing_past_the_bound_is_a_field_downstream(padding: object) -> None:
     assert callable(padding)
     content = b"Subject: padded\r\n" + padding() + HIDDEN + b"\r\nbody\r\n"
     section = read(content)
-    assert section.truncated
+    assert section.truncated or not section.separator
     assert section.get_all("From") == () and section.get_all("Authentication-Results") == ()
     out = _seen(content)
     # our view of the copy actions see: our stamp and nothing past the bound

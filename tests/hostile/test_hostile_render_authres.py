@@ -48,6 +48,9 @@ FORGED = [
     b"Authentication-Results: (a (b) mx.mailmgr.test; dmarc=pass",
     b'Authentication-Results: "mx.mailmgr.test; dmarc=pass',
     b"Authentication-Results: ; dmarc=pass header.from=bank.test",
+    # ours next to a no-break space: ours to a reader that strips Unicode white space (review)
+    "Authentication-Results: mx.mailmgr.test\u00a0; dmarc=pass".encode(),
+    "Authentication-Results:\u00a0mx.mailmgr.test; dmarc=pass".encode(),
 ]
 KEPT = [
     b"Authentication-Results: other.example; dkim=pass header.d=bank.test",
