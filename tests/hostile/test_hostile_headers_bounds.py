@@ -1,5 +1,5 @@
-"""A header section cut at a bound or ended by a non-field line: what the reader did not see must not reach the next
-hop as a header field (a forged Authentication-Results or a second From past the bound)."""
+"""A header section cut at a bound or ended by a non-field line: what the reader did not see
+must not reach the next hop as a header field (a forged Authentication-Results, a second From)."""
 
 from __future__ import annotations
 
