@@ -265,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingConfig as exc:
         print(f"mailmgr: {exc}", file=sys.stderr)
         return 1 if args.command != "serve" else 2
+    except BrokenPipeError:  # `mailmgr archive search | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         print(f"mailmgr: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
               file=sys.stderr)

@@ -15,6 +15,8 @@ it was quarantined, so damaged files do not linger); a failed batch also retires
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import json
 import os
 import time
@@ -114,6 +116,7 @@ class SpoolStore:
         self._compactor: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
         self._closed = False
+        self._lock_fd: int | None = None
         self._deleted = 0
         self._compacted = 0
 
@@ -124,6 +127,7 @@ class SpoolStore:
         arrival order (received_at, then log order)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._make_dirs)
+        self._lock_fd = self._lock()
         found = await loop.run_in_executor(
             None,
             lambda: recover_segments(self._segments_dir, self._quarantine_dir, fsync=self._fsync),
@@ -173,6 +177,22 @@ class SpoolStore:
             await self._committer.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _lock(self) -> int:
+        """An exclusive lock on the spool for this process's lifetime: a second mailmgr on the
+        same DataDirectory would recover (and move) the segments the first is writing, and lose
+        accepted mail. Raises OSError(EBUSY) naming the directory."""
+        fd = os.open(self._dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OSError(errno.EBUSY, "the spool is in use by another mailmgr process",
+                          str(self._dir)) from None
+        return fd
 
     def _make_dirs(self) -> None:
         for path in (self._dir, self._segments_dir, self._quarantine_dir):
