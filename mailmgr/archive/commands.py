@@ -76,8 +76,13 @@ def _open(config: Config, archive: Archive) -> sqlite3.Connection | None:
     return index.connect_readonly(path) if path.exists() else None
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _clip(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
+    # Header text comes from senders: a control character (ESC sequences) must never reach the
+    # operator's terminal, whatever the archive row holds.
+    text = " ".join(_CONTROLS.sub("?", text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -57,6 +57,12 @@ def word_bytes(encoding: str, text: str) -> bytes | None:
         return None
 
 
+# Decoded text is header text (RFC 2047 §5: an encoded word stands for printable text): a control
+# character it carries -- CR, LF, ESC, NUL, C1 -- would become a line break in a rendered header,
+# a forged field in an event, or a terminal escape in `archive search`; it is replaced. TAB stays.
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
 def decode(value: str) -> str:
     """`value` with its RFC 2047 encoded words decoded (see the module docstring). Never raises;
     O(len(value)) time and memory."""
@@ -72,7 +78,7 @@ def decode(value: str) -> str:
         nonlocal run_codec
         if run_codec is not None:
             try:
-                out.append(bytes(run).decode(run_codec, "replace"))
+                out.append(_CONTROLS.sub("\ufffd", bytes(run).decode(run_codec, "replace")))
             except Exception:  # a codec that fails anyway: keep what was written
                 out.append("".join(run_text))
         run.clear()

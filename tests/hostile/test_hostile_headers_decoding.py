@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mailmgr.archive.fields import decode_value, extract
-from tests.hostile.headers_support import archived, send
+from tests.hostile.headers_support import archived, cli, send
 from tests.support import ServerProcess, basic_config
 
 
@@ -76,3 +76,26 @@ def test_archive_fields_decode_per_section_6_2() -> None:
                b"From: =?utf-8?q?J=C3=B6rg?= <j@x.test>\r\n\r\nb\r\n")
     assert extract(content).subject == "caf\u00e9 au  lait"
     assert extract(content).from_ == "J\u00f6rg <j@x.test>"
+
+
+@pytest.mark.parametrize("encoded", ["=?utf-8?q?=1B[2J=1B[31mred?=", "=?utf-8?q?a=0D=0AX-Evil:_1?=",
+                                     "=?utf-8?b?AAEC?=", "=?iso-8859-1?q?=9B31m?="])
+def test_decoded_text_carries_no_control_character(encoded: str) -> None:
+    """Found in review: an encoded word can carry ESC, CR/LF, NUL or C1; decoded header text
+    reaches archive rows, events and terminals, so they are replaced (TAB stays)."""
+    text = decode_value("Subject", f"x {encoded}")
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text), repr(text)
+
+
+@pytest.mark.slow
+def test_archive_search_never_prints_a_terminal_escape(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    server: ServerProcess = server_factory(basic_config(tmp_path)).start()
+    send(server, b"From: =?utf-8?q?=1B]0;pwned=07?= <a@sender.test>\r\n"
+                 b"Subject: esc =?utf-8?q?=1B[2J=1B[31mred?= \x1b[1mraw\r\n\r\nbody\r\n",
+         mail_from="a@sender.test", rcpt="bob@example.test")
+    archived(server, "esc", timeout=30)
+    table = cli(server.config_file, "archive", "search", "--subject", "esc")
+    assert table.returncode == 0 and "esc" in table.stdout
+    assert "\x1b" not in table.stdout and "\x07" not in table.stdout
