@@ -38,11 +38,22 @@ def _protocol(message: InboundMessage) -> str:
     return "ESMTP" + ("S" if session.tls else "") + ("A" if session.auth_user else "")
 
 
+def _a_label(helo: str) -> str:
+    """A U-label HELO (RFC 6531 lets SMTPUTF8 clients send one) as its A-label (RFC 5890), so
+    an ASCII header names it faithfully; as given when it is not a valid IDN."""
+    if helo.isascii():
+        return helo
+    try:
+        return helo.encode("idna").decode("ascii")
+    except UnicodeError:
+        return helo
+
+
 def received_field(message: InboundMessage, hostname: str, eol: bytes = b"\r\n") -> bytes:
     """The complete field, one clause a line, ending with `eol`; never more than one field,
     whatever the session facts hold (see mailmgr.mime.render.render_lines)."""
     session = message.session
-    helo = _HELO_UNSAFE.sub("?", session.helo)[:255] or "unknown"
+    helo = _HELO_UNSAFE.sub("?", _a_label(session.helo))[:255] or "unknown"
     parts = [f"from {helo} ({_address_literal(session.peer_ip)})"]
     by = f"by {hostname} with {_protocol(message)}"
     if session.tls and session.tls_protocol and session.tls_cipher:

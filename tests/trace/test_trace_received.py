@@ -56,3 +56,10 @@ def test_lf_only_message_gets_lf_folding_and_output_is_deterministic() -> None:
     first = received_field(_message(), "mx", b"\n")
     assert b"\r" not in first and first.endswith(b"\n")
     assert received_field(_message(), "mx", b"\n") == first
+
+
+def test_a_u_label_helo_is_named_by_its_a_label() -> None:
+    """Found in review: `EHLO mél.test` was written `m?l.test`, naming neither form."""
+    field = received_field(_message(helo="m\u00e9l.test"), "mx.example.test")
+    assert field.startswith(b"Received: from xn--ml-bja.test ([192.0.2.7])")
+    assert b"?" not in field.split(b"\r\n")[0]
