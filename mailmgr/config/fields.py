@@ -6,6 +6,7 @@ it never decides what a key means. Every problem is one bounded line, whatever t
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import reprlib
@@ -229,11 +230,13 @@ def parse_host_port(text: str, *, default_port: int | None = None) -> ListenAddr
         if not bracket or not host:
             raise ValueError(f"'{text}' has an unterminated or empty '[IPv6]' host")
         if not rest and default_port is not None:
+            _check_literal(text, host)
             return ListenAddress(host, default_port)
         if not rest.startswith(":"):
             raise ValueError(f"'{text}' needs ':port' after the ']'")
         port_text = rest[1:]
     elif text.count(":") > 1 and default_port is not None:
+        _check_literal(text, text)
         return ListenAddress(text, default_port)
     else:
         host, colon, port_text = text.rpartition(":")
@@ -249,4 +252,17 @@ def parse_host_port(text: str, *, default_port: int | None = None) -> ListenAddr
         raise ValueError(f"'{text}' has an invalid port (0-65535)")
     if any(c.isspace() for c in host):
         raise ValueError(f"'{text}' has whitespace in the host")
+    _check_literal(text, host)
     return ListenAddress(host, int(port_text))
+
+
+def _check_literal(text: str, host: str) -> None:
+    """A host that can only be an address literal must be a valid one (`999.1.1.1`, `[::g]`):
+    refused here rather than when binding."""
+    try:
+        if ":" in host:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        elif host.replace(".", "").isdigit():
+            ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"'{text}' has an invalid IP address") from None

@@ -96,3 +96,13 @@ def test_a_collection_as_yaml_key_is_refused(tmp_path: Path, key: str) -> None:
     assert_refused(mailmgr("check-config", path), 1, f"{path}: $: YAML syntax error at line 2",
                    "a list or mapping cannot be a key")
     assert_refused(mailmgr("serve", path, timeout=30), 2, "a list or mapping cannot be a key")
+
+
+def test_an_invalid_listen_address_literal_is_a_located_problem() -> None:
+    """Found in review: check-config called `Listen: ["999.1.1.1:25"]` valid; serve failed."""
+    from mailmgr.config.fields import parse_host_port
+
+    for text in ("999.1.1.1:25", "[::g]:25", "1.2.3:25"):
+        with pytest.raises(ValueError, match="invalid IP address"):
+            parse_host_port(text)
+    assert parse_host_port("localhost:25").port == 25
