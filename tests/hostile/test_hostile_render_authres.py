@@ -4,11 +4,7 @@ comments, quoting, folding, version or case are written; fields of other servers
 
 from __future__ import annotations
 
-import json
 import smtplib
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +16,9 @@ from mailmgr.message import Envelope, InboundMessage, ProcessingState, SessionFa
 from mailmgr.mime.authres import authserv_id, same_authserv_id
 from mailmgr.smtpclient.wire import to_wire
 from mailmgr.verdicts.auth_results import STAMP_KEY, message_for_actions, stamp
+from tests.hostile.headers_support import archived
 from tests.mime.fuzz import EXAMPLES
-from tests.support import ROOT, ServerProcess, basic_config
+from tests.support import basic_config
 
 OURS = "mx.mailmgr.test"
 # Field case 11 as sent, then members of the same class.
@@ -141,25 +138,6 @@ def test_any_spelling_of_our_id_is_removed(
 # --- end to end: field case 11 through `mailmgr serve` to the archive ------------------------
 
 
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailmgr", *args, "--config", str(config)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          stdin=subprocess.DEVNULL)
-
-
-def _archived(server: ServerProcess, subject: str) -> str:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        found = _cli(server.config_file, "archive", "search", "--json", "--subject", subject)
-        rows = json.loads(found.stdout or "[]")
-        if rows:
-            got = _cli(server.config_file, "archive", "get", rows[0]["ArchivedMessageId"])
-            assert got.returncode == 0, got.stderr
-            return got.stdout
-        time.sleep(0.2)
-    raise AssertionError(f"nothing archived with subject {subject!r}")
-
-
 @pytest.mark.slow
 def test_field_case_11_end_to_end(tmp_path: Path, server_factory: Any) -> None:
     config = basic_config(tmp_path, Hostname=OURS,
@@ -174,7 +152,7 @@ def test_field_case_11_end_to_end(tmp_path: Path, server_factory: Any) -> None:
             smtp.ehlo("mail.evil.test")
             smtp.sendmail("m@evil.test", ["b@example.test"], body)
     for index in range(len(cases)):
-        text = _archived(server, f"forged {index}")
+        text = archived(server, f"forged {index}")[1].decode()
         assert "dmarc=pass header.from=bank.test" not in text, text[:600]
         assert text.startswith("Authentication-Results: mx.mailmgr.test;")
         assert "Authentication-Results: other.example; dkim=pass header.d=bank.test" in text

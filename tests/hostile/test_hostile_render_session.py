@@ -7,10 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +44,9 @@ from mailmgr.verdicts.auth_results import (
 from mailmgr.verdicts.dkim import DkimResult, DkimSignature
 from mailmgr.verdicts.dmarc import DmarcResult
 from mailmgr.verdicts.spf import SpfResult
+from tests.hostile.headers_support import archived
 from tests.mime.fuzz import EXAMPLES
-from tests.support import ROOT, ServerProcess, basic_config
+from tests.support import basic_config
 
 OURS = "mx.mailmgr.test"
 HELO = "x\rX-Injected-Helo: yes"
@@ -218,29 +216,6 @@ def test_any_session_data_renders_the_same_fields(
 # --- end to end: an old spool record with control characters, recovered by `mailmgr serve` ---
 
 
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailmgr", *args, "--config", str(config)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          stdin=subprocess.DEVNULL)
-
-
-def _archived(server: ServerProcess, subject: str) -> bytes:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        found = _cli(server.config_file, "archive", "search", "--json", "--subject", subject)
-        rows = json.loads(found.stdout or "[]")
-        if rows:
-            got = subprocess.run(
-                [sys.executable, "-m", "mailmgr", "archive", "get",
-                 rows[0]["ArchivedMessageId"], "--config", str(server.config_file)],
-                capture_output=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
-            assert got.returncode == 0, got.stderr
-            return got.stdout
-        time.sleep(0.2)
-    tail = "\n".join(server.raw[-20:])
-    raise AssertionError(f"nothing archived with subject {subject!r}; log tail:\n{tail}")
-
-
 @pytest.mark.slow
 def test_old_spool_record_with_control_characters_end_to_end(
     tmp_path: Path, server_factory: Any
@@ -270,7 +245,7 @@ def test_old_spool_record_with_control_characters_end_to_end(
     asyncio.run(put())
     server = server_factory(config).start()
     for index in range(len(records)):
-        raw = _archived(server, f"old record {index}")
+        raw = archived(server, f"old record {index}")[1]
         head = raw.replace(b"\r\n", b"\n").split(b"\n\n")[0]
         names = [ln.split(b":")[0] for ln in head.split(b"\n") if ln[:1] not in (b" ", b"\t")]
         assert names == [b"Authentication-Results", b"Received", b"From", b"To", b"Subject",
