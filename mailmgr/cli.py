@@ -104,6 +104,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_results(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 1000")
+    return int(text)
+
+
 def _cmd_archive(args: argparse.Namespace) -> int:
     from mailmgr.archive.commands import get_command, search_command
 
@@ -119,6 +125,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
             until=args.until,
             as_json=args.json,
             out=sys.stdout,
+            limit=args.max_results,
         )
     return get_command(config, args.id, archive=args.archive, out=sys.stdout.buffer)
 
@@ -214,6 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--subject", help="Subject contains")
     s.add_argument("--since", help="received at or after (ISO 8601, or 1h, 2d, …)")
     s.add_argument("--until", help="received before (ISO 8601, or 1h, 2d, …)")
+    s.add_argument("--max-results", type=_max_results, default=100, metavar="N",
+                   help="rows to print, newest first (AWS MaxResults: 1-1000, default 100)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_archive)
     g = asub.add_parser("get", parents=[common], help="print one archived message")

@@ -108,6 +108,10 @@ def _table(results: list[tuple[Archive, ArchiveRow]], out: TextIO) -> None:
         out.write("\n")
 
 
+DEFAULT_RESULTS = 100  # AWS StartArchiveSearch MaxResults: default 100, 1-1000
+MAX_RESULTS = 1000
+
+
 def search_command(
     config: Config,
     *,
@@ -119,12 +123,12 @@ def search_command(
     until: str | None,
     as_json: bool,
     out: TextIO,
-    limit: int = 100,
+    limit: int = DEFAULT_RESULTS,
     err: TextIO | None = None,
 ) -> int:
     """Search one archive (`--archive` name, ID or ARN) or, by default, every Local archive;
-    print up to `limit` rows newest first. Exit 0 (even with no match), 2 on a bad option,
-    1 when an index cannot be read."""
+    print up to `limit` rows newest first, saying on `err` when more matched. Exit 0 (even with
+    no match), 2 on a bad option, 1 when an index cannot be read."""
     err = err or sys.stderr
     try:
         query = SearchQuery(
@@ -133,7 +137,7 @@ def search_command(
             subject=subject,
             since=parse_time(since, "--since", end=False).timestamp() if since else None,
             until=parse_time(until, "--until", end=True).timestamp() if until else None,
-            limit=limit,
+            limit=limit + 1,  # one more than shown: tells whether rows were left out
         )
         archives = select_archives(config, archive)
     except UsageError as exc:
@@ -153,6 +157,9 @@ def search_command(
             err.write(f"mailmgr: archive {target.name}: cannot read its index: {exc}\n")
             return 1
     results.sort(key=lambda r: (r[1].received_timestamp, r[1].archived_message_id), reverse=True)
+    if len(results) > limit:
+        err.write(f"mailmgr: more than {limit} archived messages match; showing the newest "
+                  f"{limit} (--max-results, at most {MAX_RESULTS})\n")
     results = results[: max(0, limit)]
     if as_json:
         rows = [{**row.to_aws_json(), "ArchiveId": a.id} for a, row in results]

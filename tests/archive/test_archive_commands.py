@@ -166,3 +166,25 @@ def test_parse_time_forms() -> None:
     )
     with pytest.raises(UsageError):
         parse_time("soon", "--since", end=False)
+
+
+async def test_max_results_says_when_rows_were_left_out(
+    config: Config, filled: dict[str, str]
+) -> None:
+    code, out, err = search(config, as_json=True, limit=2)
+    assert code == 0
+    assert [r["ArchivedMessageId"] for r in json.loads(out)] == [filled["kept"], filled["invoice"]]
+    assert "more than 2 archived messages match; showing the newest 2" in err
+    code, out, err = search(config, as_json=True, limit=3)
+    assert (code, err) == (0, "") and len(json.loads(out)) == 3  # all shown: nothing said
+
+
+def test_max_results_option_is_bounded_like_aws(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    for bad in ("0", "1001", "x"):
+        done = subprocess.run([sys.executable, "-m", "mailmgr", "archive", "search",
+                               "--max-results", bad], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 2 and "from 1 to 1000" in done.stderr, done.stderr
