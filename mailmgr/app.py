@@ -14,10 +14,13 @@ import ssl
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mailmgr import certs, logs
 from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
+from mailmgr.admin.metrics import METRICS
+from mailmgr.admin.server import AdminServer
 from mailmgr.archive import LocalArchive, local_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config import load
@@ -47,6 +50,9 @@ from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
 from mailmgr.verdicts.service import VerdictsService
 
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Counter
+
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
 RETENTION_INTERVAL = 3600.0
 
@@ -57,11 +63,24 @@ class SpoolAcceptor:
     def __init__(self, store: SpoolStore, worker: SpoolWorker) -> None:
         self._store = store
         self._worker = worker
+        # ingress point name -> its (accepted, bytes) counter children: `labels()` takes a lock
+        # and builds a tuple, so it runs once per point, not once per message.
+        self._counters: dict[str, tuple[Counter, Counter]] = {}
 
     async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes) -> str:
+        started = time.perf_counter()
         message = InboundMessage(new_message_id(), time.time(), envelope, session, content)
         await self._store.commit(message)  # shielded inside the store: survives a disconnect
         self._worker.submit(message.id)
+        METRICS.data_to_reply.observe(time.perf_counter() - started)
+        counters = self._counters.get(session.ingress_point_name)
+        if counters is None:
+            name = session.ingress_point_name
+            counters = (METRICS.messages_accepted.labels(name),
+                        METRICS.message_bytes_accepted.labels(name))
+            self._counters[name] = counters
+        counters[0].inc()
+        counters[1].inc(len(content))
         return message.id
 
 
@@ -118,6 +137,7 @@ class App:
     _drains: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled at stop
     _closing: list[Closable] = field(default_factory=list)
     _retention_set: list[LocalArchive] = field(default_factory=list)  # read each round
+    admin: AdminServer | None = None
 
     async def start(self) -> None:
         async with self._reload_lock:
@@ -151,6 +171,13 @@ class App:
             srv = self._server(self.config, ingress, checks)
             await srv.start()
             self.servers.append(srv)
+        store = self._store
+        METRICS.watch_spool(lambda: store.stats.pending)
+        admin_addresses: list[str] = []
+        if server.admin.listen:  # after recovery and every SMTP bind: ready from the first answer
+            self.admin = AdminServer(server.admin, METRICS)
+            admin_addresses = await self.admin.start()
+            self.admin.ready = True
         logs.event(
             "server.started",
             hostname=server.hostname,
@@ -164,6 +191,7 @@ class App:
                 for s in self.servers
                 for h, p in s.addresses()
             ],
+            admin=admin_addresses,
         )
 
     def _pipeline(self, config: Config, verdicts: VerdictsService) -> Pipeline:
@@ -202,6 +230,18 @@ class App:
             self._limits = (configured, fit_to_fd_limit(configured))
         return self._limits[1]
 
+    async def drain(self) -> None:
+        """The first step of a graceful shutdown: /healthz/ready answers 503 at once while the
+        SMTP listeners keep accepting for Server.Admin.DrainSeconds, so a balancer stops
+        sending new connections before they close (issue 11 item 6)."""
+        if self.admin is None:
+            return
+        self.admin.draining = True
+        seconds = self.config.server.admin.drain_seconds
+        logs.event("server.draining", seconds=seconds)
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
     async def stop(self) -> None:
         async with self._reload_lock:  # a reload under way finishes first
             self._running = False
@@ -225,7 +265,10 @@ class App:
         if self._aws:
             await self._aws.close()
         if self._store:
+            METRICS.watch_spool(None)
             await self._store.close()
+        if self.admin:  # last: /healthz/live answers while the rest shuts down
+            await self.admin.close()
         logs.event("server.stopped")
 
     # --- SIGHUP --------------------------------------------------------------------------------
@@ -405,6 +448,13 @@ async def serve(config: Config) -> int:
         return 1
     _freeze_startup_heap()
     await stop.wait()
+    stop.clear()
+    drain = asyncio.create_task(app.drain())
+    # A second SIGTERM/SIGINT during the drain cuts it short.
+    second = asyncio.create_task(stop.wait())
+    await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
+    drain.cancel()
+    second.cancel()
     logs.event("server.stopping")
     await app.stop()
     return 0

@@ -28,6 +28,7 @@ _RESTART_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Region", ("region",)),
     ("AccountId", ("account_id",)),
     ("Aws", ("endpoint_url", "endpoint_urls")),
+    ("Admin", ("admin",)),
 )
 Closable = LocalArchive | VerdictsService  # what a reload retires once in-flight work is done
 _VERDICT_FIELDS = ("dns_nameservers", "dns_timeout", "verdict_timeout")

@@ -28,6 +28,7 @@ class ServerProcess:
         self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.raw: list[str] = []
         self.port = 0
+        self.admin_port = 0  # the first admin listener's port, 0 when it is off
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -41,6 +42,8 @@ class ServerProcess:
         started = self.wait_for("server.started", timeout)
         address = started["listeners"][0]["address"]
         self.port = int(address.rsplit(":", 1)[1])
+        admin = started.get("admin") or []
+        self.admin_port = int(admin[0].rsplit(":", 1)[1]) if admin else 0
         return self
 
     def _read(self) -> None:
@@ -88,6 +91,11 @@ class ServerProcess:
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
+    """Writes `data` as YAML; a config without `Server.Admin` gets its admin listener on an
+    ephemeral port, so tests never need the default 127.0.0.1:9025."""
+    server = data.get("Server") or {}
+    if isinstance(server, dict) and "Admin" not in server:
+        data = {**data, "Server": {**server, "Admin": {"Listen": ["127.0.0.1:0"]}}}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -97,7 +105,8 @@ def basic_config(tmp_path: Path, **server: Any) -> dict[str, Any]:
     return {
         "Server": {"Hostname": "mx.test.example", "DataDirectory": str(tmp_path / "var"),
                    "Log": {"Format": "json", "Level": "INFO"},
-                   "Retry": {"InitialDelaySeconds": 1, "MaxDelaySeconds": 2}, **server},
+                   "Retry": {"InitialDelaySeconds": 1, "MaxDelaySeconds": 2},
+                   "Admin": {"Listen": ["127.0.0.1:0"]}, **server},
         "IngressPoints": [{
             "IngressPointName": "inbound", "Type": "OPEN", "RuleSetId": "main",
             "TrafficPolicyId": "allow-all", "TlsPolicy": "OPTIONAL",

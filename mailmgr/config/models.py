@@ -120,6 +120,18 @@ class ServerLimits:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """`Server.Admin`: the admin HTTP listener (probes, metrics). No addresses = off.
+
+    `token` is the TokenFile's content (bearer token for everything but /healthz/*); it is
+    never logged and not part of repr."""
+
+    listen: tuple[ListenAddress, ...] = ()
+    token: str | None = field(default=None, repr=False)
+    drain_seconds: float = 5.0  # readiness 503 before the SMTP listeners close on SIGTERM
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     hostname: str
     data_directory: Path
@@ -136,6 +148,7 @@ class ServerConfig:
     retry: RetryPolicy = RetryPolicy()
     shutdown_grace: float = 10.0
     limits: ServerLimits = ServerLimits()
+    admin: AdminSettings = AdminSettings()
 
     @property
     def spool_directory(self) -> Path:

@@ -20,12 +20,20 @@ from mailmgr.config.fields import (
     parse_host_port,
     str_list,
 )
-from mailmgr.config.models import RetryPolicy, ServerConfig, ServerLimits
+from mailmgr.config.models import (
+    AdminSettings,
+    ListenAddress,
+    RetryPolicy,
+    ServerConfig,
+    ServerLimits,
+)
 
 SERVER_KEYS = (
     "Hostname", "DataDirectory", "Region", "AccountId", "Aws", "Dns", "Log", "Workers",
-    "Retry", "ShutdownGraceSeconds", "Limits",
+    "Retry", "ShutdownGraceSeconds", "Limits", "Admin",
 )
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:9025"
+MAX_TOKEN_FILE_BYTES = 4096
 # Server.Limits key -> (ServerLimits field, integer, minimum, maximum)
 _LIMITS: tuple[tuple[str, str, bool, float, float], ...] = (
     ("MaxConnections", "max_connections", True, 1, 1_000_000),
@@ -142,6 +150,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         ctx.problem(retry_path, "MaxDelaySeconds must not be less than InitialDelaySeconds")
     grace = opt_number(ctx, server, "ShutdownGraceSeconds", path, minimum=0.0)
     limits = _parse_limits(ctx, server, path)
+    admin = _parse_admin(ctx, server, path)
 
     return ServerConfig(
         hostname=hostname or default_hostname(),
@@ -159,6 +168,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         retry=policy,
         shutdown_grace=10.0 if grace is None else grace,
         limits=limits,
+        admin=admin,
     )
 
 
@@ -176,3 +186,46 @@ def _parse_limits(ctx: Ctx, server: dict[Any, Any], path: str) -> ServerLimits:
         ctx.problem(key_path(where, "MaxConnectionsPerAddress"),
                     "MaxConnectionsPerAddress must not be greater than MaxConnections")
     return limits
+
+
+def _parse_admin(ctx: Ctx, server: dict[Any, Any], path: str) -> AdminSettings:
+    """`Server.Admin`: Listen (default 127.0.0.1:9025, [] = off), TokenFile, DrainSeconds."""
+    where = key_path(path, "Admin")
+    section = _section(ctx, server, "Admin", path, ("Listen", "TokenFile", "DrainSeconds"))
+    texts = ([(DEFAULT_ADMIN_LISTEN, key_path(where, "Listen"))]
+             if section.get("Listen") is None else str_list(ctx, section, "Listen", where))
+    listen: list[ListenAddress] = []
+    for text, at in texts:
+        try:
+            listen.append(parse_host_port(text))
+        except ValueError as exc:
+            ctx.problem(at, f"invalid admin listen address: {exc}")
+    drain = opt_number(ctx, section, "DrainSeconds", where, minimum=0.0, maximum=3600)
+    token_file = opt_str(ctx, section, "TokenFile", where)
+    token = None if token_file is None else _read_token(ctx, token_file,
+                                                         key_path(where, "TokenFile"))
+    return AdminSettings(listen=tuple(listen), token=token,
+                         drain_seconds=5.0 if drain is None else drain)
+
+
+def _read_token(ctx: Ctx, name: str, where: str) -> str | None:
+    """The bearer token in TokenFile (surrounding whitespace dropped); its value never appears
+    in a problem message."""
+    file = ctx.resolve(name)
+    try:
+        with file.open("rb") as handle:
+            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        ctx.problem(where, f"cannot read '{file}': {exc.strerror or exc}")
+        return None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        ctx.problem(where, f"'{file}' is larger than {MAX_TOKEN_FILE_BYTES} bytes")
+        return None
+    try:
+        token = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        ctx.problem(where, f"'{file}' must hold one token of printable ASCII without spaces")
+        return None
+    return token

@@ -1,0 +1,66 @@
+"""The Prometheus metric objects, in a registry of mailmgr's own (never the global one).
+
+Labels take only bounded values: ingress point names and spool states come from the config
+and code, never from clients (no addresses, no message IDs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# end-of-DATA -> 250: the spool's group commit (fdatasync) dominates; buckets in seconds.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _SpoolCollector(Collector):
+    """`mailmgr_spool_messages{state}` read from the spool at scrape time (no hot-path cost)."""
+
+    def __init__(self) -> None:
+        self.pending: Callable[[], int] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "mailmgr_spool_messages", "Messages in the spool not yet finished, by state",
+            labels=["state"],
+        )
+        if self.pending is not None:
+            family.add_metric(["pending"], float(self.pending()))
+        yield family
+
+
+class Metrics:
+    """All of mailmgr's metrics. One instance per process (`METRICS`)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.messages_accepted = Counter(
+            "mailmgr_messages_accepted", "Messages accepted (250 after DATA), by ingress point",
+            ["ingress_point"], registry=self.registry,
+        )
+        self.message_bytes_accepted = Counter(
+            "mailmgr_message_bytes_accepted", "Bytes of accepted message content, by ingress point",
+            ["ingress_point"], registry=self.registry,
+        )
+        self.data_to_reply = Histogram(
+            "mailmgr_data_to_reply_seconds",
+            "Seconds from the end of DATA to the message being durable in the spool (the 250)",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self._spool = _SpoolCollector()
+        self.registry.register(self._spool)
+
+    def watch_spool(self, pending: Callable[[], int] | None) -> None:
+        """Where `mailmgr_spool_messages{state="pending"}` is read from (None: the spool closed)."""
+        self._spool.pending = pending
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format 0.0.4."""
+        return generate_latest(self.registry)
+
+
+METRICS = Metrics()

@@ -1,0 +1,80 @@
+"""The admin HTTP server (aiohttp, same event loop): /healthz/live, /healthz/ready, /metrics.
+
+Readiness is set by the composition root (mailmgr.app): ready once recovery finished and every
+SMTP listener is bound; not ready again as soon as a graceful shutdown begins (draining).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from mailmgr.admin.metrics import CONTENT_TYPE, Metrics
+from mailmgr.config.models import AdminSettings
+
+_PROBES = ("/healthz/live", "/healthz/ready")
+
+
+class AdminServer:
+    """Serves the probes and /metrics on `settings.listen`; nothing else answers but 404.
+
+    A configured token is required as `Authorization: Bearer <token>` on everything but
+    /healthz/* (401 otherwise)."""
+
+    def __init__(self, settings: AdminSettings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._expected = (
+            None if settings.token is None else f"Bearer {settings.token}".encode()
+        )
+        self.ready = False
+        self.draining = False
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/healthz/live", self._live)
+        app.router.add_get("/healthz/ready", self._ready)
+        app.router.add_get("/metrics", self._scrape)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._started = False
+
+    async def start(self) -> list[str]:
+        """Bind every address; returns them as `host:port` (port 0 resolved). Raises OSError."""
+        await self._runner.setup()
+        self._started = True
+        for address in self._settings.listen:
+            site = web.TCPSite(self._runner, address.host, address.port, reuse_address=True)
+            await site.start()
+        bound = []
+        for entry in self._runner.addresses:
+            host, port = entry[0], entry[1]
+            bound.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return bound
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            await self._runner.cleanup()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._expected is not None and request.path not in _PROBES:
+            given = request.headers.get("Authorization", "").encode("latin-1", "replace")
+            if not hmac.compare_digest(given, self._expected):
+                return web.Response(status=401, text="401 bearer token required\n",
+                                    headers={"WWW-Authenticate": 'Bearer realm="mailmgr"'})
+        return await handler(request)
+
+    async def _live(self, request: web.Request) -> web.Response:
+        return web.Response(text="live\n")
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.Response(status=503, text="draining\n")
+        if not self.ready:
+            return web.Response(status=503, text="starting\n")
+        return web.Response(text="ready\n")
+
+    async def _scrape(self, request: web.Request) -> web.Response:
+        body = self._metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
