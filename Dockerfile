@@ -22,6 +22,6 @@ USER 10001
 VOLUME ["/var/lib/mailmgr/spool", "/var/lib/mailmgr/archives"]
 EXPOSE 2525
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import socket,sys; s=socket.create_connection(('127.0.0.1', 2525), 3); sys.exit(0 if s.recv(512).startswith(b'220') else 1)"]
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9025/healthz/live', timeout=3).status == 200 else 1)"]
 ENTRYPOINT ["mailmgr"]
 CMD ["serve"]

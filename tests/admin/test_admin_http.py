@@ -3,15 +3,18 @@ SIGTERM, metrics after real SMTP traffic, the bearer token."""
 
 from __future__ import annotations
 
+import json
 import signal
 import smtplib
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
 
-from tests.support import ServerProcess, basic_config
+from tests.support import ROOT, ServerProcess, basic_config
 
 
 def _get(port: int, path: str, token: str | None = None) -> tuple[int, str]:
@@ -130,3 +133,17 @@ def test_admin_port_in_use_fails_start_cleanly(tmp_path, server_factory):
         assert server.proc is not None and server.proc.wait(20) == 1
         server.wait_for("server.start_failed", 1)
         assert not any("Traceback" in line for line in server.raw)
+
+
+def test_dockerfile_healthcheck_probes_liveness(tmp_path, server_factory):
+    """The Dockerfile's HEALTHCHECK command, run as written (its port swapped for ours)."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    exec_form = dockerfile.split("HEALTHCHECK", 1)[1].split("CMD", 1)[1].splitlines()[0]
+    argv = json.loads(exec_form)
+    assert argv[0] == "python" and "/healthz/live" in argv[2] and ":9025/" in argv[2]
+    server: ServerProcess = server_factory(basic_config(tmp_path)).start()
+    probe = argv[2].replace(":9025/", f":{server.admin_port}/")
+    assert subprocess.run([sys.executable, "-c", probe], timeout=20).returncode == 0
+    assert server.stop() == 0
+    assert subprocess.run([sys.executable, "-c", probe], timeout=20,
+                          capture_output=True).returncode != 0
