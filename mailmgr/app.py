@@ -173,6 +173,9 @@ class App:
             self.servers.append(srv)
         store = self._store
         METRICS.watch_spool(lambda: store.stats.pending)
+        METRICS.watch_connections(
+            lambda: [(s.ingress_point.name, s.active_sessions) for s in self.servers]
+        )
         admin_addresses: list[str] = []
         if server.admin.listen:  # after recovery and every SMTP bind: ready from the first answer
             self.admin = AdminServer(server.admin, METRICS)
@@ -264,6 +267,7 @@ class App:
         await close_all(self._closing)
         if self._aws:
             await self._aws.close()
+        METRICS.watch_connections(None)
         if self._store:
             METRICS.watch_spool(None)
             await self._store.close()

@@ -6,7 +6,7 @@ and code, never from clients (no addresses, no message IDs).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -17,20 +17,32 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _SpoolCollector(Collector):
-    """`mailmgr_spool_messages{state}` read from the spool at scrape time (no hot-path cost)."""
+class _StateCollector(Collector):
+    """Gauges read from the running server at scrape time (no hot-path cost):
+    `mailmgr_spool_messages{state}` and `mailmgr_connections_current{ingress_point}`."""
 
     def __init__(self) -> None:
         self.pending: Callable[[], int] | None = None
+        self.connections: Callable[[], Iterable[tuple[str, int]]] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+        spool = GaugeMetricFamily(
             "mailmgr_spool_messages", "Messages in the spool not yet finished, by state",
             labels=["state"],
         )
         if self.pending is not None:
-            family.add_metric(["pending"], float(self.pending()))
-        yield family
+            spool.add_metric(["pending"], float(self.pending()))
+        yield spool
+        current = GaugeMetricFamily(
+            "mailmgr_connections_current", "Open SMTP connections, by ingress point",
+            labels=["ingress_point"],
+        )
+        totals: dict[str, int] = {}
+        for name, count in self.connections() if self.connections is not None else ():
+            totals[name] = totals.get(name, 0) + count
+        for name, count in totals.items():
+            current.add_metric([name], float(count))
+        yield current
 
 
 class Metrics:
@@ -51,12 +63,17 @@ class Metrics:
             "Seconds from the end of DATA to the message being durable in the spool (the 250)",
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
-        self._spool = _SpoolCollector()
-        self.registry.register(self._spool)
+        self._state = _StateCollector()
+        self.registry.register(self._state)
 
     def watch_spool(self, pending: Callable[[], int] | None) -> None:
         """Where `mailmgr_spool_messages{state="pending"}` is read from (None: the spool closed)."""
-        self._spool.pending = pending
+        self._state.pending = pending
+
+    def watch_connections(self, live: Callable[[], Iterable[tuple[str, int]]] | None) -> None:
+        """Where `mailmgr_connections_current` is read from: (ingress point name, open sessions)
+        pairs, several per name allowed (summed); None: no listeners."""
+        self._state.connections = live
 
     def render(self) -> bytes:
         """The registry in Prometheus text format 0.0.4."""

@@ -94,6 +94,11 @@ def test_metrics_count_exactly_the_accepted_messages(tmp_path, server_factory):
     added = _sample(after, "mailmgr_message_bytes_accepted_total", label) - size
     assert 3 * 101 < added < 3 * 2000  # content with headers, each message counted once
     assert "mailmgr_spool_messages{state=\"pending\"}" in after
+    assert _sample(after, "mailmgr_connections_current", label) == 0
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
+        smtp.ehlo()
+        _, during = _get(server.admin_port, "/metrics")
+        assert _sample(during, "mailmgr_connections_current", label) == 1
     assert "python_gc" not in after  # our own registry, not the global one
     assert server.stop() == 0
 
