@@ -152,3 +152,15 @@ def test_dockerfile_healthcheck_probes_liveness(tmp_path, server_factory):
     assert server.stop() == 0
     assert subprocess.run([sys.executable, "-c", probe], timeout=20,
                           capture_output=True).returncode != 0
+
+
+def test_second_sigterm_cuts_the_drain_short(tmp_path, server_factory):
+    config = basic_config(tmp_path, Admin={"Listen": ["127.0.0.1:0"], "DrainSeconds": 60})
+    server: ServerProcess = server_factory(config).start()
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    server.wait_for("server.draining", 5)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(20) == 0
+    assert time.monotonic() - began < 20
