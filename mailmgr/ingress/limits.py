@@ -35,6 +35,12 @@ RATE_WINDOW = 10.0
 # (close() alone waits forever for a peer that does not read).
 ABORT_GRACE = 2.0
 ACCEPT_LOG_INTERVAL = 10.0
+# Commands that do no work for the client (Postfix's smtpd_junk_command_limit, default 100,
+# plus repeated greetings and RCPTs past the recipient limit): past JUNK_COMMANDS in one session
+# each counts as an error (ErrorsPerSession), so a client cannot pipeline millions of them and
+# keep the server busy answering while it never reads the replies.
+JUNK_VERBS = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP", "HELO", "EHLO"})
+JUNK_COMMANDS = 100
 _ACCEPT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 

@@ -20,7 +20,7 @@ from mailmgr.ingress.auth import AUTH_LINE_LIMIT
 from mailmgr.ingress.authcmd import AuthState, authenticate, read_response
 from mailmgr.ingress.data import discard_line, read_message
 from mailmgr.ingress.handler import IngressHandler
-from mailmgr.ingress.limits import ConnectionTimers, DataWatch
+from mailmgr.ingress.limits import JUNK_COMMANDS, JUNK_VERBS, ConnectionTimers, DataWatch
 from mailmgr.ingress.replies import Reply
 from mailmgr.ingress.settings import (
     AWS_MAX_MESSAGE_SIZE,
@@ -110,7 +110,8 @@ class SmtpProtocol(SMTP):
         # would refuse there): every TLS decision here (AUTH, EHLO, REQUIRED) uses this.
         self._tls: SessionTls | None = None
         self._auth_user: str | None = None
-        self._errors = 0  # 5xx replies sent
+        self._errors = 0  # 5xx replies sent (and junk commands past JUNK_COMMANDS)
+        self._junk = 0
         self._mails = 0  # MAIL commands that could open a transaction
         outer = lambda: self.transport or self._original_transport  # noqa: E731
         self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say)
@@ -236,12 +237,16 @@ class SmtpProtocol(SMTP):
         return b"\n" in self._reader._buffer  # type: ignore[attr-defined]
 
     async def _send(self, reply: Reply, *, flush: bool = False) -> None:
-        if reply.code >= 500:  # ErrorsPerSession counts every 5xx, whichever command earned it
-            self._errors += 1
-            if self._errors > self._settings.limits.errors_per_session:
-                reply = replies.TOO_MANY_ERRORS
-                self._done = True
+        # ErrorsPerSession counts every 5xx, whichever command earned it
+        if reply.code >= 500 and self._error():
+            reply = replies.TOO_MANY_ERRORS
+            self._done = True
         await self._send_bytes(reply.line(), flush=flush or reply.closes)
+
+    def _error(self) -> bool:
+        """Count one error; True once the session is past ErrorsPerSession."""
+        self._errors += 1
+        return self._errors > self._settings.limits.errors_per_session
 
     async def _send_bytes(self, data: bytes, *, flush: bool = False) -> None:
         """Send one reply; while further pipelined commands are already buffered, hold it back
@@ -336,6 +341,12 @@ class SmtpProtocol(SMTP):
         method = self._COMMANDS.get(verb)
         if method is None:
             return replies.UNKNOWN_COMMAND
+        if verb in JUNK_VERBS or (verb == "RCPT" and self._tx is not None
+                                  and len(self._tx.recipients) >= MAX_RECIPIENTS):
+            self._junk += 1
+            if self._junk > JUNK_COMMANDS and self._error():
+                self._done = True
+                return replies.TOO_MANY_ERRORS
         if verb == "MAIL" and self._tx is None:
             self._mails += 1
             if refusal := self._sessions.mail_refusal(self, self._mails, self._settings.limits):

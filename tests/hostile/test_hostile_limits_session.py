@@ -36,7 +36,8 @@ def _flood_without_reading(port: int) -> socket.socket:
 async def test_client_that_never_reads_is_aborted_after_the_write_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    limits = ServerLimits(write_timeout=1.0)
+    # An error limit no flood reaches: this test is about the write timeout alone.
+    limits = ServerLimits(write_timeout=1.0, errors_per_session=10**9)
     async with limited_server(limits) as server:
         port = server.addresses()[0][1]
         with caplog.at_level(logging.WARNING, logger="mailmgr"):
@@ -134,6 +135,30 @@ async def test_fast_data_after_the_window_is_accepted() -> None:
         await client.close()
 
 
+async def test_a_pipelined_junk_flood_is_cut_off_long_before_any_timeout() -> None:
+    """Hostile 05 with 40 clients: each had pipelined MBs of NOOPs the server kept answering
+    into growing kernel buffers (90 % CPU for minutes, no timeout could fire). Past 100 junk
+    commands (NOOP, RSET, VRFY, EXPN, HELP, HELO, EHLO, RCPT past the limit) each counts as an
+    error, so ErrorsPerSession ends the session within ~110 commands."""
+    async with limited_server(ServerLimits()) as server:
+        port = server.addresses()[0][1]
+        started = time.monotonic()
+        socks = await asyncio.gather(
+            *(asyncio.to_thread(_flood_without_reading, port) for _ in range(8)))
+        await wait_until(lambda: server.active_sessions == 0, timeout=10)
+        assert time.monotonic() - started < 10
+        for sock in socks:
+            sock.close()
+    async with limited_server(ServerLimits()) as server:
+        client = await raw_client(server.addresses()[0][1])
+        assert (await client.reply())[0] == 220
+        for _ in range(100):
+            assert (await client.command("NOOP"))[0] == 250  # 100 junk commands are fine
+        codes = [(await client.command("NOOP"))[0] for _ in range(11)]
+        assert codes == [250] * 10 + [421], codes  # then each one is an error: the 11th closes
+        await client.close()
+
+
 async def test_errors_per_session_counts_5xx_of_every_command() -> None:
     async with limited_server(ServerLimits(errors_per_session=4)) as server:
         client = await raw_client(server.addresses()[0][1])
@@ -212,7 +237,9 @@ async def test_never_reading_client_inside_tls_is_aborted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     certs = make_certs(tmp_path)
-    async with limited_server(ServerLimits(write_timeout=1.0), certs=certs) as server:
+    # An error limit no flood reaches: this test is about the write timeout alone.
+    async with limited_server(ServerLimits(write_timeout=1.0, errors_per_session=10**9),
+                              certs=certs) as server:
         port = server.addresses()[0][1]
         with caplog.at_level(logging.WARNING, logger="mailmgr"):
             sock = await asyncio.to_thread(_flood_over_starttls, port, certs.client_context())
