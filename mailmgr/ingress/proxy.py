@@ -148,7 +148,7 @@ def _feed(transport: asyncio.BaseTransport, data: bytes) -> None:
     if isinstance(protocol, asyncio.BufferedProtocol):
         view = memoryview(data)
         while view:
-            buf = protocol.get_buffer(len(view))
+            buf = memoryview(protocol.get_buffer(len(view)))
             n = min(len(buf), len(view))
             buf[:n] = view[:n]
             protocol.buffer_updated(n)
