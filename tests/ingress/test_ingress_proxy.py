@@ -58,13 +58,13 @@ async def start_proxy(certs: Certs) -> AsyncIterator[StartProxy]:
 
     async def start(
         trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (LOCAL,),
-        timeout: float = 5.0,
+        header_timeout: float = 5.0,
         wrapped: bool = False,
         limits: ServerLimits | None = None,
     ) -> tuple[IngressServer, RecordingAcceptor]:
         point = dataclasses.replace(
             ingress_point(certs=certs),
-            proxy_protocol=ProxyProtocol(trusted, timeout),
+            proxy_protocol=ProxyProtocol(trusted, header_timeout),
             tls_wrapped_listen=(ListenAddress("127.0.0.1", 0),) if wrapped else (),
         )
         acceptor = RecordingAcceptor()
@@ -182,7 +182,7 @@ async def test_timeout_closes_without_banner_and_is_logged(start_proxy: StartPro
     stream = io.StringIO()
     logs.setup("json", stream=stream)
     try:
-        server, _ = await start_proxy(timeout=0.3)
+        server, _ = await start_proxy(header_timeout=0.3)
         began = time.monotonic()
         assert await _refused(server.addresses()[0][1], b"PROXY TCP4 ") == b""
         assert time.monotonic() - began < 3
