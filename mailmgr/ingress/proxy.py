@@ -85,6 +85,8 @@ def _parse_v1(data: bytes) -> Parsed:
     if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
         return Malformed("v1 header malformed")
     kind = ipaddress.IPv4Address if parts[1] == "TCP4" else ipaddress.IPv6Address
+    if "%" in parts[2] or "%" in parts[3]:  # ipaddress accepts IPv6 zone IDs; the spec does not
+        return Malformed("v1 address malformed")
     try:
         src = kind(parts[2])
         kind(parts[3])
@@ -127,6 +129,8 @@ def _parse_v2(data: bytes) -> Parsed:
         return ProxyHeader(2, (str(src6), struct.unpack("!H", body[32:34])[0]), total)
     if family in (1, 2):
         return Malformed("v2 address block too short")
+    if family == 3:  # AF_UNIX: no IP to use; keep the real peer (the spec allows it)
+        return ProxyHeader(2, None, total)
     return Malformed("v2 address family not supported")
 
 

@@ -157,6 +157,8 @@ async def _refused(port: int, data: bytes, *, eof: bool = False) -> bytes:
     b"PROXY TCP4 2001:db8::1 192.0.2.1 1 25\r\n",  # family mismatch
     b"PROXY TCP4 203.0.113.7 192.0.2.1 01 25\r\n",  # leading zero
     b"PROXY TCP5 203.0.113.7 192.0.2.1 1 25\r\n",
+    b"PROXY TCP6 fe80::1%eth0 fe80::2 1 25\r\n",  # zone IDs are not addresses
+    b"PROXY TCP4 203.0.113.7 192.0.2.1 1 25 extra\r\n",
     b"PROXY TCP4 203.0.113.7 192.0.2.1 1 25\n",  # LF only
     b"PROXY " + b"A" * 120,  # longer than 107 bytes without CRLF
     V2_SIGNATURE + bytes([0x31, 0x11, 0, 12]) + bytes(12),  # version 3
