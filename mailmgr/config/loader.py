@@ -37,6 +37,7 @@ TOP_LEVEL_KEYS = (
 EXTENSION_KEYS: dict[ResourceKind, tuple[str, ...]] = {
     ResourceKind.INGRESS_POINT: (
         "IngressPointId", "Listen", "TlsWrappedListen", "TlsCertificate", "Status",
+        "ProxyProtocol",
     ),
     ResourceKind.TRAFFIC_POLICY: ("TrafficPolicyId",),
     ResourceKind.RULE_SET: ("RuleSetId",),

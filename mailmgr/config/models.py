@@ -6,6 +6,7 @@ other resources are already resolved to resource IDs. Nothing here does I/O or v
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -185,6 +186,15 @@ class TrustStore:
 
 
 @dataclass(frozen=True)
+class ProxyProtocol:
+    """`ProxyProtocol` extension key: PROXY v1/v2 is required from `trusted_sources`;
+    `timeout_seconds` bounds the wait for the header (default 5)."""
+
+    trusted_sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class IngressPoint:
     id: str
     name: str
@@ -200,6 +210,7 @@ class IngressPoint:
     secret_arn: str | None = None
     trust_store: TrustStore | None = None
     status: IngressPointStatus = IngressPointStatus.ACTIVE
+    proxy_protocol: ProxyProtocol | None = None
 
 
 # ---------------------------------------------------------------- traffic policies

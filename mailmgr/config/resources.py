@@ -7,6 +7,7 @@ certificates, keys, CA files) and trust-store PEM content are checked through fi
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from mailmgr.config.fields import (
     key_path,
     mapping,
     opt_bool,
+    opt_number,
     opt_str,
     parse_host_port,
     str_list,
@@ -38,6 +40,7 @@ from mailmgr.config.models import (
     ListenAddress,
     LocalStorage,
     Mailbox,
+    ProxyProtocol,
     Relay,
     RelayTls,
     S3Storage,
@@ -101,6 +104,35 @@ def _certificate(p: Pending) -> TlsCertificate | None:
     return certificate
 
 
+_PROXY_TIMEOUT_MAX = 300.0  # seconds; longer holds a socket open for no reason
+
+
+def _proxy_protocol(p: Pending) -> ProxyProtocol | None:
+    """`ProxyProtocol: {TrustedSources: [CIDR, ...], TimeoutSeconds: 5}` (absent: off)."""
+    value = p.raw.get("ProxyProtocol")
+    if value is None:
+        return None
+    where = p.at("ProxyProtocol")
+    found = mapping(p.ctx, value, where)
+    if found is None:
+        return None
+    check_keys(p.ctx, found, ("TrustedSources", "TimeoutSeconds"), where)
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    sources = str_list(p.ctx, found, "TrustedSources", where)
+    if found.get("TrustedSources") in (None, []):
+        p.ctx.problem(where, "ProxyProtocol needs TrustedSources (at least one CIDR)")
+    for text, at in sources:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=True))
+        except ValueError as exc:
+            p.ctx.problem(at, f"{brief(text)} is not a CIDR: {exc}")
+    timeout = opt_number(p.ctx, found, "TimeoutSeconds", where, maximum=_PROXY_TIMEOUT_MAX)
+    if timeout is not None and timeout <= 0:
+        p.ctx.problem(key_path(where, "TimeoutSeconds"), "TimeoutSeconds must be greater than 0")
+        timeout = None
+    return ProxyProtocol(tuple(networks), 5.0 if timeout is None else timeout)
+
+
 def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
     listen = _listen(p, "Listen")
     wrapped = _listen(p, "TlsWrappedListen")
@@ -108,6 +140,7 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
         p.ctx.problem(p.path, "an ingress point needs at least one Listen or TlsWrappedListen "
                               "address")
     certificate = _certificate(p)
+    proxy = _proxy_protocol(p)
     status = opt_str(p.ctx, p.raw, "Status", p.path) or "ACTIVE"
     if status not in IngressPointStatus.__members__:
         p.ctx.problem(p.at("Status"), f"'{status}' is not one of ACTIVE, CLOSED")
@@ -160,6 +193,7 @@ def build_ingress_point(p: Pending, resolver: Resolver) -> IngressPoint | None:
             trust["CAContent"], trust.get("CrlContent"), trust.get("KmsKeyArn")
         ),
         status=IngressPointStatus(status),
+        proxy_protocol=proxy,
     )
 
 

@@ -16,6 +16,7 @@ from mailmgr.ingress import replies
 from mailmgr.ingress.auth import Authenticator, AuthThrottle, SecretSource
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.limits import AddressTable, Limits
+from mailmgr.ingress.proxy import ProxyGate
 from mailmgr.ingress.seams import Acceptor, RecipientPolicy
 from mailmgr.ingress.settings import SessionSet, SmtpSettings, effective_size_limit
 from mailmgr.ingress.smtp import SmtpProtocol
@@ -155,14 +156,35 @@ class IngressServer:
     def _protocol(self) -> asyncio.Protocol:
         if self._status is IngressPointStatus.CLOSED:
             return _ClosedProtocol()
+        if self.ingress_point.proxy_protocol is not None:
+            return self._gate(implicit_tls=False, closed=False)
         return SmtpProtocol(self._settings, self._handler, self._sessions)
 
     def _wrapped_protocol(self) -> asyncio.Protocol:
         # A CLOSED point still completes the handshake, so its 421 is readable by the client.
         closed = self._status is IngressPointStatus.CLOSED
+        if self.ingress_point.proxy_protocol is not None:
+            return self._gate(implicit_tls=True, closed=closed)
         return SmtpProtocol(
             self._settings, self._handler, self._sessions, implicit_tls=True, closed=closed
         )
+
+    def _gate(self, *, implicit_tls: bool, closed: bool) -> asyncio.Protocol:
+        """PROXY header first (trusted sources), then the session with the header's client
+        address; admission (per-address caps) happens in the session, so it counts that one.
+        The settings are those of the moment the connection arrived, as without PROXY."""
+        point, settings, handler, sessions = (
+            self.ingress_point, self._settings, self._handler, self._sessions
+        )
+        assert point.proxy_protocol is not None
+
+        def session(source: tuple[str, int] | None) -> asyncio.Protocol:
+            return SmtpProtocol(
+                settings, handler, sessions, implicit_tls=implicit_tls, closed=closed,
+                proxied=source,
+            )
+
+        return ProxyGate(point.proxy_protocol, session, point.name)
 
     async def start(self) -> None:
         """Bind every Listen address (port 0 picks a free port); all or nothing."""

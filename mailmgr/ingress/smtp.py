@@ -66,9 +66,11 @@ class SmtpProtocol(SMTP):
         *,
         implicit_tls: bool = False,
         closed: bool = False,
+        proxied: tuple[str, int] | None = None,
     ):
         """`implicit_tls`: a TlsWrappedListen connection (TLS from the first byte);
-        `closed`: the ingress point is CLOSED, so the session only gets 421."""
+        `closed`: the ingress point is CLOSED, so the session only gets 421; `proxied`: the
+        client (ip, port) of a PROXY header, which replaces the TCP peer everywhere."""
         # SMTP.__init__ is skipped on purpose: per connection it reflects over every attribute
         # to build hook and command tables we do not use (~95 µs and ~3 KiB per connection).
         # These are the attributes the aiosmtpd methods we keep (connection_made/lost,
@@ -98,7 +100,7 @@ class SmtpProtocol(SMTP):
         self._handler = handler
         self._sessions = sessions
         self._tx: Transaction | None = None
-        self._peer = ("", 0)
+        self._peer = self._proxied = proxied or ("", 0)
         self._idle = False
         self._stopping = False
         self._done = False
@@ -123,7 +125,8 @@ class SmtpProtocol(SMTP):
         # (STARTTLS, or implicit TLS started below) has finished.
         first = self.transport is None and self._original_transport is None
         if first:
-            peer = transport.get_extra_info("peername") or ("", 0)
+            peer = self._proxied if self._proxied[0] else transport.get_extra_info("peername")
+            peer = peer or ("", 0)
             self._peer = (peer_ip(str(peer[0])), int(peer[1]))
             if not self._sessions.admit(self, transport, self._peer[0], self._settings.limits):
                 return  # refused before any banner (421, closed): no session starts

@@ -48,7 +48,8 @@ def test_unknown_key_in_resource_lists_extensions(problems: Problems) -> None:
     (p,) = problems(data)
     assert p.path == "$.IngressPoints[0]"
     assert p.message.startswith("unknown key 'Foo' (allowed: ClientToken, IngressPointName,")
-    assert p.message.endswith("IngressPointId, Listen, TlsWrappedListen, TlsCertificate, Status)")
+    assert p.message.endswith("IngressPointId, Listen, TlsWrappedListen, TlsCertificate, Status, "
+                         "ProxyProtocol)")
 
 
 def test_missing_required_member(problems: Problems) -> None:
