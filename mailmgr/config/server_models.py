@@ -1,0 +1,93 @@
+"""The `Server` section's typed settings (and listen addresses): what config/server.py produces.
+
+Split from config/models.py so each stays small; models.py re-exports every name here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for temporary action failures: initial * 2**n capped at max, until max_age."""
+
+    initial_delay: float = 30.0
+    max_delay: float = 3600.0
+    max_age: float = 5 * 24 * 3600.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds before the next try after `attempts` earlier failures."""
+        # The exponent cap keeps 2**n a small float; max_delay wins long before it matters.
+        factor: float = 2.0 ** min(attempts, 32)
+        return min(self.initial_delay * factor, self.max_delay)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """`Server.Limits`: bounds on connections, sessions and messages (counts, seconds, bytes/s).
+
+    Enforced by `mailmgr.ingress.limits`; the README's Security section lists what happens when
+    each is exceeded."""
+
+    max_connections: int = 2000  # all ingress points together
+    max_connections_per_address: int = 50  # per client IPv4 address or IPv6 /64
+    connections_per_address_per_minute: int = 600
+    messages_per_connection: int = 1000
+    messages_per_address_per_minute: int = 600
+    errors_per_session: int = 10  # 5xx replies
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2
+    data_timeout: float = 600.0  # between two DATA reads that bring bytes
+    write_timeout: float = 300.0  # a reply that cannot be written for this long: abort
+    session_timeout: float = 1800.0
+    min_data_rate: float = 256.0  # bytes per second over the rate window; 0 turns it off
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """`Server.Admin`: the admin HTTP listener (probes, metrics). No addresses = off.
+
+    `token` is the TokenFile's content (bearer token for everything but /healthz/*); it is
+    never logged and not part of repr."""
+
+    listen: tuple[ListenAddress, ...] = ()
+    token: str | None = field(default=None, repr=False)
+    drain_seconds: float = 5.0  # readiness 503 before the SMTP listeners close on SIGTERM
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    hostname: str
+    data_directory: Path
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    endpoint_url: str | None = None
+    endpoint_urls: tuple[tuple[str, str], ...] = ()
+    dns_nameservers: tuple[str, ...] = ()
+    dns_timeout: float = 5.0
+    verdict_timeout: float = 10.0  # bound on one message's SPF + DKIM + DMARC computation
+    log_format: str = "json"  # json | text
+    log_level: str = "INFO"
+    workers: int = 8
+    retry: RetryPolicy = RetryPolicy()
+    shutdown_grace: float = 10.0
+    limits: ServerLimits = ServerLimits()
+    admin: AdminSettings = AdminSettings()
+
+    @property
+    def spool_directory(self) -> Path:
+        return self.data_directory / "spool"
+
+    @property
+    def archive_directory(self) -> Path:
+        return self.data_directory / "archives"
