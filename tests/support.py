@@ -92,10 +92,12 @@ class ServerProcess:
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
     """Writes `data` as YAML; a config without `Server.Admin` gets its admin listener on an
-    ephemeral port, so tests never need the default 127.0.0.1:9025."""
+    ephemeral port, so tests never need the default 127.0.0.1:9025, and no SIGTERM drain."""
     server = data.get("Server") or {}
     if isinstance(server, dict) and "Admin" not in server:
-        data = {**data, "Server": {**server, "Admin": {"Listen": ["127.0.0.1:0"]}}}
+        # no drain: the suite stops hundreds of servers (tests/admin tests draining itself)
+        admin = {"Listen": ["127.0.0.1:0"], "DrainSeconds": 0}
+        data = {**data, "Server": {**server, "Admin": admin}}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -106,7 +108,7 @@ def basic_config(tmp_path: Path, **server: Any) -> dict[str, Any]:
         "Server": {"Hostname": "mx.test.example", "DataDirectory": str(tmp_path / "var"),
                    "Log": {"Format": "json", "Level": "INFO"},
                    "Retry": {"InitialDelaySeconds": 1, "MaxDelaySeconds": 2},
-                   "Admin": {"Listen": ["127.0.0.1:0"]}, **server},
+                   "Admin": {"Listen": ["127.0.0.1:0"], "DrainSeconds": 0}, **server},
         "IngressPoints": [{
             "IngressPointName": "inbound", "Type": "OPEN", "RuleSetId": "main",
             "TrafficPolicyId": "allow-all", "TlsPolicy": "OPTIONAL",
