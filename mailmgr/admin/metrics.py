@@ -16,6 +16,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # end-of-DATA -> 250: the spool's group commit (fdatasync) dominates; buckets in seconds.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# One action run: local ones take milliseconds, AWS calls and relays up to their timeouts.
+_ACTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0)
+
 
 class _StateCollector(Collector):
     """Gauges read from the running server at scrape time (no hot-path cost):
@@ -63,6 +67,33 @@ class Metrics:
             "Seconds from the end of DATA to the message being durable in the spool (the 250)",
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
+        # --- pipeline: traffic policy decisions, verdicts, rules, actions (issue 11, "records").
+        # Labels are config names (policy, rule set, rule) and enums only; hot-path callers
+        # keep pre-bound children (rules/traffic_policy.py binds one per statement at compile).
+        self.traffic_policy_decisions = Counter(
+            "mailmgr_traffic_policy_decisions",
+            "Traffic policy decisions at RCPT, by policy, deciding statement (1-based index, or"
+            " 'default' for the DefaultAction) and action",
+            ["traffic_policy", "statement", "action"], registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "mailmgr_verdicts", "Verdicts computed for accepted messages, by kind and result",
+            ["kind", "result"], registry=self.registry,
+        )
+        self.rule_matches = Counter(
+            "mailmgr_rule_matches", "Rules that matched a message, by rule set and rule",
+            ["rule_set", "rule"], registry=self.registry,
+        )
+        self.action_runs = Counter(
+            "mailmgr_action_runs",
+            "Rule action runs, by action type and status (SUCCESS, FAILURE, RETRY)",
+            ["action", "status"], registry=self.registry,
+        )
+        self.action_duration = Histogram(
+            "mailmgr_action_duration_seconds", "Seconds one rule action run took, by action type",
+            ["action"], buckets=_ACTION_BUCKETS, registry=self.registry,
+        )
+        # --- end of the pipeline block
         self._state = _StateCollector()
         self.registry.register(self._state)
 
