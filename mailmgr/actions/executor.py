@@ -213,7 +213,9 @@ class _Walk:
                 item = replace(item, recipients=tuple(r for r in matched if r not in failed))
             state = _apply(state, result, len(rule_actions))
             state = replace(state, action_data=_without(state.action_data, key), **_RETRY_RESET)
-            self._report(rule, item, action, Status.SUCCESS, None, result)
+            # An action that failed for every recipient was one FAILURE run, not also a success.
+            self._report(rule, item, action, Status.SUCCESS, None, result,
+                         counted=bool(item.recipients) or not failed)
             await self.checkpoint(state)
             return state, False
 
@@ -262,7 +264,9 @@ class _Walk:
         status: Status,
         reason: str | None,
         result: ActionResult | None,
+        counted: bool = True,
     ) -> None:
+        """Observer, log line, and (`counted`) the action-run metric and Mail Manager record."""
         record = ActionRecord(
             rule_index=rule.index,
             rule_name=rule.name,
@@ -277,8 +281,9 @@ class _Walk:
             self.observer.action_finished(record)
         if not self.log:
             return
-        _runs(action.name, status).inc()
-        if self.records:
+        if counted:
+            _runs(action.name, status).inc()
+        if self.records and counted:
             records.rule_record(
                 self.message.id, self.rule_set.name, rule.name, rule.index, item.recipients,
                 (action.name, item.action_index, status.value, reason),
