@@ -159,12 +159,12 @@ class CompiledTrafficPolicy:
         self._allow = tuple(s for s in statements if s.action is AcceptAction.ALLOW)
         self._needs_ip = needs_ip
         self.records = records
-        # mailmgr_traffic_policy_decisions children, bound once: [0] the DefaultAction, [i]
+        # mailmgr_traffic_policy_decisions cells, bound once: [0] the DefaultAction, [i]
         # statement i (the RCPT path only indexes and increments).
-        family = METRICS.traffic_policy_decisions
+        counts = METRICS.traffic_policy_decisions
         self._counters = (
-            family.labels(policy.name, "default", policy.default_action.value),
-            *(family.labels(policy.name, str(s.index), s.action.value) for s in statements),
+            counts.cell(policy.name, "default", policy.default_action.value),
+            *(counts.cell(policy.name, str(s.index), s.action.value) for s in statements),
         )
 
     @classmethod
@@ -234,7 +234,7 @@ class CompiledTrafficPolicy:
         if self.records or _logger.isEnabledFor(logging.DEBUG):
             return self._traced(session, recipient, mail_from)
         decision = self.decide(session, recipient)
-        self._counters[decision.statement or 0].inc()
+        self._counters[decision.statement or 0][0] += 1
         return decision
 
     def _traced(self, session: SessionFacts, recipient: str, mail_from: str) -> PolicyDecision:
@@ -246,7 +246,7 @@ class CompiledTrafficPolicy:
             records.write(records.TRAFFIC_POLICY_DEBUG_LOGS,
                           mailmanager_record(self, evaluation, session, recipient, mail_from))
         decision = evaluation.decision
-        self._counters[decision.statement or 0].inc()
+        self._counters[decision.statement or 0][0] += 1
         return decision
 
 
