@@ -76,16 +76,20 @@ def port_of(server: ServerProcess, point: str) -> int:
     return int(event["addresses"][0].rsplit(":", 1)[1])
 
 
-def send(port: int, recipients: list[str], *, login: bool = False) -> tuple[str, dict[str, Any]]:
-    """One message; returns (message ID from the 250, {recipient: RCPT reply code})."""
+def send(port: int, recipients: list[str], *, login: bool = False,
+         tls: ssl.SSLContext | None = None) -> tuple[str, dict[str, Any]]:
+    """One message (STARTTLS with `tls`; `login`: STARTTLS without verification, then AUTH);
+    returns (message ID from the 250, {recipient: RCPT reply code})."""
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         smtp.ehlo("client.example.org")
-        if login:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            smtp.starttls(context=context)
+        if login and tls is None:
+            tls = ssl.create_default_context()
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+        if tls is not None:
+            smtp.starttls(context=tls)
             smtp.ehlo("client.example.org")
+        if login:
             smtp.login("inp-submit", PASSWORD)
         smtp.mail("sender@example.org")
         codes = {r: smtp.rcpt(r)[0] for r in recipients}

@@ -23,6 +23,7 @@ from tests.records.records_support import (
     records_config,
     send,
 )
+from tests.secure.secure_support import ALICE_SERIAL, make_pki
 from tests.support import ServerProcess, write_config
 
 INGRESS_FIELDS = {
@@ -46,6 +47,14 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     AUTH point, after STARTTLS and AUTH), `relay` (relay@: retried, then failed)."""
     tmp_path: Path = tmp_path_factory.mktemp("records")
     config = records_config(tmp_path, records="mailmanager")
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    config["IngressPoints"].append({
+        **config["IngressPoints"][0], "IngressPointName": "mutual", "IngressPointId": "inp-mutual",
+        "Type": "MTLS", "TlsPolicy": "REQUIRED", "IngressPointConfiguration": pki.trust_store(),
+        "TlsCertificate": {"CertificateFile": str(pki.server.cert),
+                           "PrivateKeyFile": str(pki.server.key)},
+    })
     server = ServerProcess(write_config(tmp_path / "mailmgr.yaml", config)).start()
     try:
         open_id, codes = send(port_of(server, "inbound"),
@@ -53,9 +62,13 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         assert codes == {"ok@example.com": 250, "blocked@example.com": 550}
         auth_id, _ = send(port_of(server, "submit"), ["ok@example.com"], login=True)
         relay_id, _ = send(port_of(server, "inbound"), ["relay@example.com"])
-        for message_id in (open_id, auth_id, relay_id):
+        context = pki.client_context(pki.alice)
+        context.check_hostname = False
+        mtls_id, _ = send(port_of(server, "mutual"), ["ok@example.com"], tls=context)
+        for message_id in (open_id, auth_id, relay_id, mtls_id):
             server.wait_for("message.processed", 20.0, message_id=message_id)
-        yield {"server": server, "open": open_id, "auth": auth_id, "relay": relay_id}
+        yield {"server": server, "open": open_id, "auth": auth_id, "relay": relay_id,
+               "mtls": mtls_id}
     finally:
         server.stop()
 
@@ -63,7 +76,7 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 def test_ingress_record_per_accepted_message(traffic: dict[str, Any]) -> None:
     server: ServerProcess = traffic["server"]
     lines = records(server, INGRESS_APPLICATION)
-    assert len(lines) == 3  # one per accepted message, none for the denied recipient
+    assert len(lines) == 4  # one per accepted message, none for the denied recipient
     (line,) = records(server, INGRESS_APPLICATION, message_id=traffic["open"])
     record = fields_of(line)
     assert set(record) == INGRESS_FIELDS
@@ -97,6 +110,22 @@ def test_auth_point_metadata_names_no_password(traffic: dict[str, Any]) -> None:
     assert record["tls_protocol"] in ("TLSv1.2", "TLSv1.3")
     assert record["tls_cipher_suite"]
     assert not any(PASSWORD in raw for raw in server.raw)
+
+
+def test_mtls_point_metadata_has_the_client_certificate(traffic: dict[str, Any]) -> None:
+    server: ServerProcess = traffic["server"]
+    (line,) = records(server, INGRESS_APPLICATION, message_id=traffic["mtls"])
+    assert set(fields_of(line)) == INGRESS_FIELDS
+    assert line["ingress_point_type"] == "MTLS"
+    metadata = line["ingress_point_metadata"]
+    assert set(metadata) == {"client_certificate_details", "trust_store_monitoring"}
+    details = metadata["client_certificate_details"]
+    assert details["common_names"] == ["alice.example"]
+    assert details["serial_number"] == ":".join(
+        f"{ALICE_SERIAL:08X}"[i:i + 2] for i in range(0, 8, 2))
+    assert details["subject_alternative_names"]["SAN_DNS_NAME"] == ["alice.example.test"]
+    assert "client CA one" in details["issuer"]
+    assert metadata["trust_store_monitoring"] == {"crl_checked": True, "kms_key_arn": None}
 
 
 def _condition(attribute: str, operator: str, value: Any, result: bool) -> dict[str, Any]:
@@ -137,8 +166,8 @@ def test_traffic_policy_trace_for_denied_and_accepted_recipients(traffic: dict[s
         {"action": "DENY", "scope": "Recipient", "policyStatementMatched": False},
         size,
     ]
-    # one per recipient evaluated: ok@ and blocked@, ok@ via AUTH, relay@
-    assert len(records(server, TRAFFIC_DEBUG)) == 4
+    # one per recipient evaluated: ok@ and blocked@, ok@ via AUTH, relay@, ok@ via MTLS
+    assert len(records(server, TRAFFIC_DEBUG)) == 5
 
 
 def test_rule_set_records_per_action_and_unmatched_rule(traffic: dict[str, Any]) -> None:
