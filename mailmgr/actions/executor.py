@@ -16,13 +16,14 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
-from mailmgr import logs, records
+from mailmgr import logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Disposition
 from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import ActionFailurePolicy, RetryPolicy
 from mailmgr.errors import PermanentActionError, TemporaryActionError
 from mailmgr.message import InboundMessage, ProcessingState, Verdicts
 from mailmgr.mime.headers import with_headers
+from mailmgr.records import rule_record
 from mailmgr.rules.engine import CompiledRule, CompiledRuleSet, RuleEvaluation
 from mailmgr.rules.facts import MessageFacts
 
@@ -164,7 +165,7 @@ class _Walk:
         if matched:
             _rule_matches(self.rule_set.name, rule.name or str(rule.index)).inc()
         if self.records and (not matched or not has_actions):
-            records.rule_record(self.message.id, self.rule_set.name, rule.name, rule.index,
+            rule_record(self.message.id, self.rule_set.name, rule.name, rule.index,
                                 matched, None)
 
     def _took(self, action: Action, started: float) -> None:
@@ -284,7 +285,7 @@ class _Walk:
         if counted:
             _runs(action.name, status).inc()
         if self.records and counted:
-            records.rule_record(
+            rule_record(
                 self.message.id, self.rule_set.name, rule.name, rule.index, item.recipients,
                 (action.name, item.action_index, status.value, reason),
             )
