@@ -78,6 +78,7 @@ class ServerConfig:
     verdict_timeout: float = 10.0  # bound on one message's SPF + DKIM + DMARC computation
     log_format: str = "json"  # json | text
     log_level: str = "INFO"
+    log_records: bool = False  # Log.Records: mailmanager (AWS's vended log records, records.py)
     workers: int = 8
     retry: RetryPolicy = RetryPolicy()
     shutdown_grace: float = 10.0

@@ -523,7 +523,7 @@ class SmtpProtocol(SMTP):
         if len(tx.recipients) >= MAX_RECIPIENTS:
             return await self._send(replies.TOO_MANY_RECIPIENTS)
         tx.rcpt_attempted = True
-        reply = self._handler.recipient(tx.facts, address)
+        reply = self._handler.recipient(tx.facts, address, tx.mail_from)
         if reply.positive:
             tx.recipients.append(address)
         await self._send(reply)
