@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mailmgr import logs
 from mailmgr.admin.metrics import METRICS
@@ -149,9 +150,11 @@ def _canonical(value: object) -> object:
 
 def config_hash(config: Config) -> str:
     """The config's identity: the first 16 hex digits of the SHA-256 of the resolved config
-    (every resource and setting as loaded, as canonical JSON); equal for equal configs however
-    the files are formatted, different when anything that was loaded differs."""
-    data = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
+    (every resource and setting as loaded, as canonical JSON, without the file's own path);
+    equal for equal configs however and wherever the files are written, different when
+    anything that was loaded differs."""
+    data = json.dumps(_canonical(replace(config, source=Path())), sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
