@@ -216,6 +216,7 @@ class SmtpProtocol(SMTP):
         """Close now when idle between transactions; otherwise after the current one."""
         self._stopping = True
         if self._idle and self._tx is None and self.transport is not None:
+            self._counters.reply(OTHER, replies.SHUTTING_DOWN)
             self._write_now(replies.SHUTTING_DOWN.line())
             self.transport.close()
 
