@@ -42,6 +42,7 @@ from mailmgr.reload import (
     effective_config,
     log_failed,
     log_reloaded,
+    record_loaded,
     restart_needed,
     verdicts_changed,
 )
@@ -179,6 +180,7 @@ class App:
             await srv.start()
             self.servers.append(srv)
         store = self._store
+        record_loaded(self.config)  # mailmgr_config_info{hash}
         METRICS.watch_spool(lambda: store.stats.pending)
         METRICS.watch_connections(
             lambda: [(s.ingress_point.name, s.active_sessions) for s in self.servers]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -117,6 +117,50 @@ class Metrics:
         # --- end of the pipeline block
         self._state = _StateCollector()
         self.registry.register(self._state)
+
+        # -------- ingress replies and refusals, AWS errors, relay attempts, config reloads.
+        # Label values come from the config (ingress point, relay names) or from fixed sets
+        # in code (commands, code classes, reasons, outcomes); AWS error codes are capped in
+        # mailmgr.aws.metrics. Hot-path users bind children once (mailmgr.ingress.counters).
+        self.connections_opened = Counter(
+            "mailmgr_connections_opened", "SMTP connections accepted, by ingress point",
+            ["ingress_point"], registry=self.registry,
+        )
+        self.smtp_replies = Counter(
+            "mailmgr_smtp_replies",
+            "SMTP replies sent, by ingress point, command (fixed set, CONNECT for the banner, "
+            "DATA_END for the reply after the content, other) and code class",
+            ["ingress_point", "command", "code_class"], registry=self.registry,
+        )
+        self.messages_rejected = Counter(
+            "mailmgr_messages_rejected",
+            "Refusing SMTP replies (one per refused command: a recipient, a message, an AUTH "
+            "attempt), by ingress point and reason",
+            ["ingress_point", "reason"], registry=self.registry,
+        )
+        self.aws_errors = Counter(
+            "mailmgr_aws_errors", "Failed AWS calls (after the SDK's own retries), by service "
+            "and error code (a bounded set; later unseen codes count as other)",
+            ["service", "code"], registry=self.registry,
+        )
+        self.aws_throttled = Counter(
+            "mailmgr_aws_throttled", "AWS calls that failed because AWS throttled them, by "
+            "service", ["service"], registry=self.registry,
+        )
+        self.relay_attempts = Counter(
+            "mailmgr_relay_attempts", "Relay delivery attempts (one SMTP transaction each), by "
+            "relay and outcome", ["relay", "outcome"], registry=self.registry,
+        )
+        self.config_reloads = Counter(
+            "mailmgr_config_reloads", "SIGHUP config reloads, by result",
+            ["result"], registry=self.registry,
+        )
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
+        self.config = Info(
+            "mailmgr_config", "The running configuration: hash is the first 16 hex digits of "
+            "the SHA-256 of the resolved config", registry=self.registry,
+        )
 
     def watch_spool(self, pending: Callable[[], int] | None) -> None:
         """Where `mailmgr_spool_messages{state="pending"}` is read from (None: the spool closed)."""

@@ -14,6 +14,7 @@ from mailmgr import logs
 from mailmgr.config.models import IngressPoint, IngressPointStatus, IngressPointType, TlsPolicy
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import Authenticator, AuthThrottle, SecretSource
+from mailmgr.ingress.counters import point_counters
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.limits import AddressTable, Limits
 from mailmgr.ingress.proxy import ProxyGate
@@ -154,6 +155,7 @@ class IngressServer:
         await self._close_servers()
 
     def _protocol(self) -> asyncio.Protocol:
+        point_counters(self.ingress_point.name).opened.inc()  # every accepted connection
         if self._status is IngressPointStatus.CLOSED:
             return _ClosedProtocol()
         if self.ingress_point.proxy_protocol is not None:
@@ -161,6 +163,7 @@ class IngressServer:
         return SmtpProtocol(self._settings, self._handler, self._sessions)
 
     def _wrapped_protocol(self) -> asyncio.Protocol:
+        point_counters(self.ingress_point.name).opened.inc()
         # A CLOSED point still completes the handshake, so its 421 is readable by the client.
         closed = self._status is IngressPointStatus.CLOSED
         if self.ingress_point.proxy_protocol is not None:

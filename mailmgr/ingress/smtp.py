@@ -18,6 +18,7 @@ from mailmgr import logs
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import AUTH_LINE_LIMIT
 from mailmgr.ingress.authcmd import AuthState, authenticate, read_response
+from mailmgr.ingress.counters import CONNECT, DATA_END, OTHER, command_label, point_counters
 from mailmgr.ingress.data import discard_line, read_message
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.limits import JUNK_COMMANDS, JUNK_VERBS, ConnectionTimers, DataWatch
@@ -115,6 +116,8 @@ class SmtpProtocol(SMTP):
         self._errors = 0  # 5xx replies sent (and junk commands past JUNK_COMMANDS)
         self._junk = 0
         self._mails = 0  # MAIL commands that could open a transaction
+        self._counters = point_counters(handler.ingress_point.name)
+        self._verb = CONNECT  # the `command` label of the replies sent next
         outer = lambda: self.transport or self._original_transport  # noqa: E731
         self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say)
 
@@ -213,6 +216,7 @@ class SmtpProtocol(SMTP):
         """Close now when idle between transactions; otherwise after the current one."""
         self._stopping = True
         if self._idle and self._tx is None and self.transport is not None:
+            self._counters.reply(OTHER, replies.SHUTTING_DOWN)
             self._write_now(replies.SHUTTING_DOWN.line())
             self.transport.close()
 
@@ -221,6 +225,7 @@ class SmtpProtocol(SMTP):
 
     def _say(self, reply: Reply) -> None:
         if self.transport is not None:
+            self._counters.reply(OTHER, reply)
             self._write_now(reply.line())
 
     def abort(self) -> None:
@@ -244,6 +249,7 @@ class SmtpProtocol(SMTP):
         if reply.code >= 500 and self._error():
             reply = replies.TOO_MANY_ERRORS
             self._done = True
+        self._counters.reply(self._verb, reply)
         await self._send_bytes(reply.line(), flush=flush or reply.closes)
 
     def _error(self) -> bool:
@@ -278,6 +284,7 @@ class SmtpProtocol(SMTP):
                 return
             await self._send(replies.banner(self._settings.hostname))
             while self.transport is not None and not self._done:
+                self._verb = OTHER  # until a command line names its verb
                 if self._stopping and self._tx is None:
                     await self._send(replies.SHUTTING_DOWN)
                     break
@@ -321,6 +328,7 @@ class SmtpProtocol(SMTP):
         if not verb_bytes.isascii():
             return replies.NOT_ASCII
         verb = verb_bytes.decode("ascii").upper()
+        self._verb = command_label(verb)
         extended = self.session is not None and self.session.extended_smtp
         limit = COMMAND_LIMIT
         if extended and verb in ("MAIL", "RCPT"):
@@ -392,6 +400,7 @@ class SmtpProtocol(SMTP):
         self._tx = None
         self.session.host_name = domain
         self.session.extended_smtp = True
+        self._counters.reply(self._verb, replies.OK)  # the prebuilt EHLO reply: a 250
         await self._send_bytes(
             self._settings.ehlo_tls if self._tls is not None else self._settings.ehlo_plain
         )
@@ -542,6 +551,7 @@ class SmtpProtocol(SMTP):
                 replies.NO_VALID_RECIPIENTS if tx.rcpt_attempted else replies.NEED_RCPT
             )
         await self._send(replies.START_DATA, flush=True)
+        self._verb = DATA_END
         watch = DataWatch(self, self._reader, self._settings.limits, self._timers.expire)
         content = await read_message(self._reader, self._settings.max_message_size, watch)
         self._tx = None
