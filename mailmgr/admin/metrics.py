@@ -63,6 +63,15 @@ class Metrics:
             "Seconds from the end of DATA to the message being durable in the spool (the 250)",
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
+        # ---- PROXY protocol (issue 11 item 2) ----
+        self.proxy_refusals = Counter(
+            "mailmgr_proxy_refusals",
+            "Connections refused on a ProxyProtocol ingress point, by reason: missing, "
+            "malformed, truncated, timeout (trusted source) or untrusted_source (a PROXY header "
+            "from a source outside TrustedSources)",
+            ["ingress_point", "reason"], registry=self.registry,
+        )
+        # ---- end PROXY protocol ----
         self._state = _StateCollector()
         self.registry.register(self._state)
 
