@@ -40,7 +40,8 @@ pytestmark = pytest.mark.slow
 
 
 def _skip(reason: str) -> None:
-    print(f"NOTICE: container test skipped: {reason}", file=sys.stderr)
+    # sys.__stderr__: past pytest's capture, so the notice shows in CI's log.
+    print(f"NOTICE: container test skipped: {reason}", file=sys.__stderr__)
     pytest.skip(reason)
 
 
@@ -169,9 +170,8 @@ def test_image_serves_archives_passes_healthcheck_as_non_root(
     name, port = container
     # The HEALTHCHECK travels in the image (docker format; OCI would drop it).
     inspect = json.loads(podman.run("image", "inspect", image).stdout)[0]
-    health = (inspect.get("Config") or {}).get("Healthcheck") or inspect.get("HealthCheck")
-    assert health, json.dumps(inspect)[:3000]
-    assert "/healthz/live" in " ".join(health["Test"])
+    health = inspect.get("Healthcheck") or (inspect.get("Config") or {}).get("Healthcheck")
+    assert health and "/healthz/live" in " ".join(health["Test"])
     assert "/opt/mailmgr/venv/bin/python" in health["Test"]
 
     with _banner(port) as smtp:
