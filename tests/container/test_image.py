@@ -39,9 +39,12 @@ default_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]
 pytestmark = pytest.mark.slow
 
 
-def _skip(reason: str) -> None:
-    # sys.__stderr__: past pytest's capture, so the notice shows in CI's log.
-    print(f"NOTICE: container test skipped: {reason}", file=sys.__stderr__)
+def _skip(config: pytest.Config, reason: str) -> None:
+    """Skip with the reason in pytest's summary and a NOTICE line on the real stderr (past
+    pytest's capture), so CI's log shows that the image was not tested."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"NOTICE: container test skipped: {reason}", file=sys.stderr)
     pytest.skip(reason)
 
 
@@ -71,7 +74,7 @@ class Podman:
         return done
 
 
-def _base_image(podman: Podman) -> None:
+def _base_image(podman: Podman, config: pytest.Config) -> None:
     """The cached base image, or import it from the cached tar, or bootstrap the tar first."""
     if podman.run("image", "exists", BASE_IMAGE, check=False).returncode == 0:
         return
@@ -80,7 +83,7 @@ def _base_image(podman: Podman) -> None:
     tar = cache / "bookworm-python.tar"
     if not tar.exists():
         if shutil.which("mmdebstrap") is None:
-            _skip("mmdebstrap is not installed (scripts/test installs it)")
+            _skip(config, "mmdebstrap is not installed (scripts/test installs it)")
         partial = tar.with_suffix(".partial")
         done = subprocess.run(
             ["mmdebstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", "--format=tar",
@@ -89,27 +92,28 @@ def _base_image(podman: Podman) -> None:
         )
         if done.returncode != 0:
             partial.unlink(missing_ok=True)
-            _skip(f"mmdebstrap could not bootstrap Debian bookworm: {done.stderr[-500:]}")
+            _skip(config, f"mmdebstrap could not bootstrap Debian bookworm: {done.stderr[-500:]}")
         partial.rename(tar)
     podman.run("import", str(tar), BASE_IMAGE, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
+def podman(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Podman:
     if shutil.which("podman") is None:
-        _skip("podman is not installed (scripts/test installs podman, runc and mmdebstrap)")
+        _skip(pytestconfig,
+              "podman is not installed (scripts/test installs podman, runc and mmdebstrap)")
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
     tool = Podman(conf)
     info = tool.run("info", "--format", "{{.Host.OCIRuntime.Name}}", check=False, timeout=60)
     if info.returncode != 0:
-        _skip(f"podman cannot run here: {info.stderr.strip()[-500:]}")
+        _skip(pytestconfig, f"podman cannot run here: {info.stderr.strip()[-500:]}")
     return tool
 
 
 @pytest.fixture(scope="module")
-def image(podman: Podman) -> Iterator[str]:
-    _base_image(podman)
+def image(podman: Podman, pytestconfig: pytest.Config) -> Iterator[str]:
+    _base_image(podman, pytestconfig)
     tag = f"localhost/mailmgr-test:{uuid.uuid4().hex[:12]}"
     args = ["build", "--format", "docker", "--isolation=chroot", "--layers=false",
             "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", tag, "-f", "Dockerfile"]

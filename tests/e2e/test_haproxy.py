@@ -137,11 +137,12 @@ backend mailmgr_v2
 
 
 @pytest.fixture(scope="module")
-def haproxy_binary() -> str:
+def haproxy_binary(pytestconfig: pytest.Config) -> str:
     path = shutil.which("haproxy")
     if path is None:
         reason = "haproxy is not installed (scripts/test installs the Debian package)"
-        print(f"NOTICE: HAProxy tests skipped: {reason}", file=sys.__stderr__)
+        with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            print(f"NOTICE: HAProxy tests skipped: {reason}", file=sys.stderr)
         pytest.skip(reason)
     return path
 

@@ -1,5 +1,6 @@
-"""PROXY protocol v1/v2 on a real listener: hand-made headers over raw sockets (HAProxy is not
-installed here), trusted and untrusted sources, refusals before any banner, implicit TLS."""
+"""PROXY protocol v1/v2 on a real listener: hand-made headers over raw sockets (a real HAProxy:
+tests/e2e/test_haproxy.py), trusted and untrusted sources, refusals before any banner and their
+counts, implicit TLS."""
 
 from __future__ import annotations
 
@@ -267,6 +268,20 @@ async def test_untrusted_implicit_tls_header_is_dropped_before_the_handshake(
     server, _ = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),), wrapped=True)
     got = await _refused(server.wrapped_addresses()[0][1], v2("203.0.113.7"))
     assert got.startswith(b"421 4.7.0 ")
+
+
+async def test_untrusted_implicit_tls_session_passes_the_gate(
+    start_proxy: StartProxy, certs: Certs
+) -> None:
+    server, acceptor = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),),
+                                         wrapped=True)
+    port = server.wrapped_addresses()[0][1]
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=certs.client_context(), server_hostname="localhost")
+    client = RawClient(reader, writer)
+    await _send_message(client)  # the ClientHello went through the gate to the TLS layer
+    await client.close()
+    assert acceptor.accepted[0].session.peer_ip == "127.0.0.1"
 
 
 @pytest.mark.parametrize(("data", "eof", "reason"), [
