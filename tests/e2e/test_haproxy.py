@@ -1,5 +1,6 @@
 """A real HAProxy (Debian package) in front of the real `mailmgr serve`: `send-proxy` (v1) and
-`send-proxy-v2` backends with health checks (v2 LOCAL). The client connects from 127.0.0.2,
+`send-proxy-v2` backends with health checks (v2 LOCAL), one of them in front of the implicit-TLS
+listener (the header comes before the TLS handshake). The client connects from 127.0.0.2,
 HAProxy reaches mailmgr from 127.0.0.1 (the only trusted source), so everything that must see
 the client (traffic policy IpExpression, a rule's SOURCE_IP, SPF, Received, the archive row) can
 tell the two apart. Also: an untrusted source sending a header is dropped, and hand-made
@@ -11,6 +12,7 @@ import json
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,6 +30,8 @@ CLIENT = "127.0.0.2"  # the real client, behind HAProxy
 OTHER = "127.0.0.3"  # another client, outside the traffic policy's ALLOW
 BALANCER = "127.0.0.1"  # HAProxy's source towards mailmgr: the only trusted source
 
+UP = {"mailmgr_v1": "UP", "mailmgr_v2": "UP", "mailmgr_tls": "UP"}
+
 pytestmark = pytest.mark.slow
 
 
@@ -40,6 +44,7 @@ def _free_port() -> int:
 def _config(tmp_path: Path, nameserver: str) -> dict[str, Any]:
     config = basic_config(tmp_path, Dns={"Nameservers": [nameserver], "Timeout": 1.0})
     config["IngressPoints"][0]["ProxyProtocol"] = {"TrustedSources": [f"{BALANCER}/32"]}
+    config["IngressPoints"][0]["TlsWrappedListen"] = ["127.0.0.1:0"]  # header before TLS
     # Only the real client may send: HAProxy's own address would be denied.
     config["TrafficPolicies"][0]["DefaultAction"] = "DENY"
     config["TrafficPolicies"][0]["PolicyStatements"] = [{
@@ -61,8 +66,8 @@ def _config(tmp_path: Path, nameserver: str) -> dict[str, Any]:
 class HAProxy:
     """`haproxy -db -f cfg` in the foreground on free ports; stopped by its PID."""
 
-    def __init__(self, workdir: Path, smtp_port: int) -> None:
-        self.v1_port, self.v2_port = _free_port(), _free_port()
+    def __init__(self, workdir: Path, smtp_port: int, smtps_port: int) -> None:
+        self.v1_port, self.v2_port, self.tls_port = _free_port(), _free_port(), _free_port()
         self.stats = workdir / "haproxy.sock"
         self.cfg = workdir / "haproxy.cfg"
         self.cfg.write_text(f"""\
@@ -79,10 +84,15 @@ frontend smtp_v1
 frontend smtp_v2
   bind 127.0.0.1:{self.v2_port}
   default_backend mailmgr_v2
+frontend smtps_v2
+  bind 127.0.0.1:{self.tls_port}
+  default_backend mailmgr_tls
 backend mailmgr_v1
   server mx 127.0.0.1:{smtp_port} source {BALANCER} send-proxy check inter 200ms
 backend mailmgr_v2
   server mx 127.0.0.1:{smtp_port} source {BALANCER} send-proxy-v2 check inter 200ms
+backend mailmgr_tls
+  server mx 127.0.0.1:{smtps_port} source {BALANCER} send-proxy-v2 check inter 200ms
 """)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -94,7 +104,7 @@ backend mailmgr_v2
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
-        while self.status() != {"mailmgr_v1": "UP", "mailmgr_v2": "UP"}:
+        while self.status() != UP:
             assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
             assert time.monotonic() < deadline, f"backends not UP: {self.status()}"
             time.sleep(0.2)
@@ -153,7 +163,9 @@ def stack(
 ) -> Iterator[tuple[ServerProcess, HAProxy]]:
     zone.txt("sender.example", f"v=spf1 ip4:{CLIENT} -all")  # spf=pass only for the client
     server = server_factory(_config(tmp_path, dns_server.address)).start()
-    balancer = HAProxy(tmp_path, server.port).start()
+    listening = server.wait_for("ingress.listening", ingress_point="inbound")
+    smtps_port = int(listening["tls_wrapped_addresses"][0].rsplit(":", 1)[1])
+    balancer = HAProxy(tmp_path, server.port, smtps_port).start()
     try:
         yield server, balancer
     finally:
@@ -192,20 +204,33 @@ def _refusals(server: ServerProcess) -> dict[str, float]:
     return counts
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+def _connect(balancer: HAProxy, version: str, source: str) -> smtplib.SMTP:
+    if version == "v2-implicit-tls":  # TLS passes through HAProxy (mode tcp) to mailmgr
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the server's self-signed development certificate
+        return smtplib.SMTP_SSL("127.0.0.1", balancer.tls_port, timeout=10,
+                                source_address=(source, 0), context=context)
+    port = balancer.v1_port if version == "v1" else balancer.v2_port
+    return smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v2-implicit-tls"])
 def test_client_address_through_haproxy(
     stack: tuple[ServerProcess, HAProxy], version: str
 ) -> None:
     server, balancer = stack
-    port = balancer.v1_port if version == "v1" else balancer.v2_port
     subject = f"through haproxy {version}"
-    with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(CLIENT, 0)) as smtp:
+    with _connect(balancer, version, CLIENT) as smtp:
         smtp.ehlo("client.example.com")
         assert smtp.mail("a@sender.example")[0] == 250
         assert smtp.rcpt("bob@rcpt.test")[0] == 250  # the policy ALLOWs only 127.0.0.2
-        code, _ = smtp.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+        code, reply = smtp.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
         assert code == 250
-    with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(OTHER, 0)) as smtp:
+    accepted = server.wait_for("smtp.accepted", message_id=reply.decode().rsplit(" ", 1)[1])
+    assert accepted["tls_wrapped"] is (version == "v2-implicit-tls")
+    assert accepted["peer_ip"] == CLIENT
+    with _connect(balancer, version, OTHER) as smtp:
         smtp.ehlo("other.example.com")
         assert smtp.mail("a@sender.example")[0] == 250
         assert smtp.rcpt("bob@rcpt.test") == (550, b"5.7.1 Recipient rejected by policy")
@@ -219,7 +244,7 @@ def test_client_address_through_haproxy(
 
     # Health checks (v2 LOCAL, v1 from HAProxy itself) kept passing and were never refused.
     time.sleep(0.5)
-    assert balancer.status() == {"mailmgr_v1": "UP", "mailmgr_v2": "UP"}
+    assert balancer.status() == UP
     assert balancer.check_failures() == 0
     assert not [e for e in server.events if e.get("event") == "ingress.proxy_refused"]
 
