@@ -115,6 +115,15 @@ class Metrics:
             ["action"], buckets=_ACTION_BUCKETS, registry=self.registry,
         )
         # --- end of the pipeline block
+        # ---- PROXY protocol (issue 11 item 2) ----
+        self.proxy_refusals = Counter(
+            "mailmgr_proxy_refusals",
+            "Connections refused on a ProxyProtocol ingress point, by reason: missing, "
+            "malformed, truncated, timeout (trusted source) or untrusted_source (a PROXY header "
+            "from a source outside TrustedSources)",
+            ["ingress_point", "reason"], registry=self.registry,
+        )
+        # ---- end PROXY protocol ----
         self._state = _StateCollector()
         self.registry.register(self._state)
 
