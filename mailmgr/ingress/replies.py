@@ -153,6 +153,13 @@ AUTH_BAD_IDENTITY = Reply(
 )
 
 
+# PROXY protocol: a header from a source outside TrustedSources (Haraka answers the same way).
+PROXY_UNTRUSTED = Reply(
+    421, "4.7.0", "PROXY header not accepted from this address, closing connection",
+    reason=PROTOCOL,
+)
+
+
 def banner(hostname: str) -> Reply:
     """The greeting: the hostname and `ESMTP`, never the software name or version."""
     return Reply(220, "", f"{hostname} ESMTP")
@@ -198,8 +205,3 @@ def for_library_reply(status: str | bytes) -> Reply:
 def challenge(text: str) -> bytes:
     """A SASL challenge (RFC 4954 §4): `334` and base64 text, no enhanced code."""
     return f"334 {text}\r\n".encode()
-
-# PROXY protocol: a header from a source outside TrustedSources (Haraka answers the same way).
-PROXY_UNTRUSTED = Reply(
-    421, "4.7.0", "PROXY header not accepted from this address, closing connection"
-)
