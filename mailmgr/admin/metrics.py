@@ -65,6 +65,12 @@ class Metrics:
         )
         self._state = _StateCollector()
         self.registry.register(self._state)
+        # --- Server.Limits (issue 11 item 3): children pre-bound in mailmgr.ingress.limits
+        self.limit_refusals = Counter(
+            "mailmgr_limit_refusals",
+            "Connections, commands and transfers refused or ended by a Server.Limits limit",
+            ["limit"], registry=self.registry,
+        )
 
     def watch_spool(self, pending: Callable[[], int] | None) -> None:
         """Where `mailmgr_spool_messages{state="pending"}` is read from (None: the spool closed)."""
