@@ -508,6 +508,7 @@ class SmtpProtocol(SMTP):
             return await self._send(mail)
         limits = self._settings.limits
         if refusal := self._sessions.mail_refusal(self, self._mails, self._rcpts, limits):
+            self._done = refusal.closes  # 421: a per-connection budget is spent
             return await self._send(refusal)
         self._mails += 1
         self._tx = Transaction(
