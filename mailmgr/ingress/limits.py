@@ -320,9 +320,9 @@ class DataWatch:
 
     def __init__(self, session: CommandTimer, reader: asyncio.StreamReader,
                  limits: Limits, expire: Callable[[Reply], None]) -> None:
-        """The command timeout is off while the watch runs and re-armed by `stop`."""
-        if session._timeout_handle is not None:
-            session._timeout_handle.cancel()
+        """The command timeout is off while the watch runs and re-armed by `stop`: the watch's
+        timer takes the session's timer slot (so connection_lost cancels it too, and `stop`
+        cancels it by re-arming), no second timer per transfer."""
         self._session = session
         loop = self._loop = session.loop
         self._reader = reader
@@ -331,10 +331,14 @@ class DataWatch:
         self._consumed = 0
         self._start = self._last = loop.time()
         self._last_total = 0
-        self._samples: deque[tuple[float, int]] = deque(((self._start, 0),))
+        # Made at the first tick: most transfers end before one (hot path).
+        self._samples: deque[tuple[float, int]] | None = None
         self._step = min(1.0, limits.data_timeout / 2)
         self._window = min(RATE_WINDOW, limits.data_timeout)
+        if session._timeout_handle is not None:
+            session._timeout_handle.cancel()
         self._handle: asyncio.TimerHandle | None = loop.call_later(self._step, self._tick)
+        session._timeout_handle = self._handle
 
     def progress(self, consumed: int) -> None:
         """`consumed`: raw body bytes taken from the reader so far."""
@@ -342,9 +346,8 @@ class DataWatch:
 
     def stop(self) -> None:
         if self._handle is not None:
-            self._handle.cancel()
             self._handle = None
-            self._session._reset_timeout()
+            self._session._reset_timeout()  # cancels our timer (in the session's slot)
 
     def _tick(self) -> None:
         now = self._loop.time()
@@ -356,6 +359,8 @@ class DataWatch:
             self._handle = None
             return self._expire(replies.DATA_TIMEOUT)
         samples = self._samples
+        if samples is None:
+            samples = self._samples = deque(((self._start, 0),))
         samples.append((now, total))
         window = self._window
         while len(samples) > 2 and samples[1][0] <= now - window:
@@ -367,7 +372,8 @@ class DataWatch:
             if (total - before) < minimum * (now - then):
                 self._handle = None
                 return self._expire(replies.DATA_TOO_SLOW)
-        self._handle = self._loop.call_later(self._step, self._tick)
+        self._handle = self._session._timeout_handle = self._loop.call_later(self._step,
+                                                                              self._tick)
 
 
 class ConnectionTimers:
