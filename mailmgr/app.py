@@ -443,7 +443,11 @@ class App:
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the config file (and with it the
-    certificates). Returns the exit status."""
+    certificates). Returns the exit status (0 after a graceful shutdown).
+
+    Graceful shutdown (issue 11 item 6): readiness 503 and DrainSeconds of accepting as usual
+    (`drain`), then listeners closed, sessions finishing within ShutdownGraceSeconds (421 4.3.2
+    for those left), the worker's actions in flight checkpointing, stores closed (`stop`)."""
     app = App(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
