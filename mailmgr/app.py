@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
 RETENTION_INTERVAL = 3600.0
+WORKER_GRACE = 1.0  # seconds the actions in flight get at shutdown even when sessions used all
 
 
 class SpoolAcceptor:
@@ -259,7 +260,16 @@ class App:
             self._running = False
         for task in list(self._drains):
             task.cancel()  # stop closes what they were waiting to close
+        # One deadline for sessions and actions: SMTP sessions get ShutdownGraceSeconds to
+        # finish their transaction, the worker what is left of it (at least WORKER_GRACE) for
+        # the actions in flight, which checkpoint; what is unfinished resumes at the next start.
         grace = self.config.server.shutdown_grace
+        deadline = time.monotonic() + grace
+        for srv in self.servers:
+            await srv.stop_accepting()  # new connections are refused from here on
+        if self.servers:
+            logs.event("server.listeners_closed", grace=grace,
+                       sessions=sum(s.active_sessions for s in self.servers))
         await asyncio.gather(*(s.stop(grace) for s in self.servers))
         await asyncio.gather(*self._tasks, *self._drains, return_exceptions=True)
         if self._retention:
@@ -267,7 +277,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
         if self._worker:
-            await self._worker.stop(grace)
+            left = deadline - time.monotonic()
+            await self._worker.stop(max(left, min(grace, WORKER_GRACE)))
         await relay.close_pools()  # idle relay connections QUIT cleanly
         if self._verdicts:
             self._verdicts.close()
@@ -443,7 +454,11 @@ class App:
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the config file (and with it the
-    certificates). Returns the exit status."""
+    certificates). Returns the exit status (0 after a graceful shutdown).
+
+    Graceful shutdown (issue 11 item 6): readiness 503 and DrainSeconds of accepting as usual
+    (`drain`), then listeners closed, sessions finishing within ShutdownGraceSeconds (421 4.3.2
+    for those left), the worker's actions in flight checkpointing, stores closed (`stop`)."""
     app = App(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -126,6 +126,12 @@ class Metrics:
         # ---- end PROXY protocol ----
         self._state = _StateCollector()
         self.registry.register(self._state)
+        # --- Server.Limits (issue 11 item 3): children pre-bound in mailmgr.ingress.limits
+        self.limit_refusals = Counter(
+            "mailmgr_limit_refusals",
+            "Connections, commands and transfers refused or ended by a Server.Limits limit",
+            ["limit"], registry=self.registry,
+        )
 
         # -------- ingress replies and refusals, AWS errors, relay attempts, config reloads.
         # Label values come from the config (ingress point, relay names) or from fixed sets

@@ -41,6 +41,8 @@ _LIMITS: tuple[tuple[str, str, bool, float, float], ...] = (
     ("ConnectionsPerAddressPerMinute", "connections_per_address_per_minute", True, 1, 10**9),
     ("MessagesPerConnection", "messages_per_connection", True, 1, 10**9),
     ("MessagesPerAddressPerMinute", "messages_per_address_per_minute", True, 1, 10**9),
+    ("RecipientsPerConnection", "recipients_per_connection", True, 1, 10**9),
+    ("RecipientsPerAddressPerMinute", "recipients_per_address_per_minute", True, 1, 10**9),
     ("ErrorsPerSession", "errors_per_session", True, 1, 10**6),
     ("CommandTimeoutSeconds", "command_timeout", False, 0.01, 86400),
     ("DataTimeoutSeconds", "data_timeout", False, 0.01, 86400),

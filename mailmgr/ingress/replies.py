@@ -142,8 +142,19 @@ CONNECTION_RATE_EXCEEDED = Reply(
 TOO_MANY_MESSAGES = Reply(
     421, "4.7.0", "Too many messages in this session, closing connection", LIMITS
 )
+TOO_MANY_RECIPIENTS_IN_SESSION = Reply(
+    421, "4.7.0", "Too many recipients in this session, closing connection", LIMITS
+)
+# Transaction-level limits (`451 4.7.1`, the session stays usable): the sender retries later,
+# as it does after Postfix's `450 4.7.1 Error: too much mail from` (smtpd_client_*_rate_limit).
 MESSAGE_RATE_EXCEEDED = Reply(
-    421, "4.7.0", "Too many messages from your address per minute, closing connection", LIMITS
+    451, "4.7.1", "Too many messages from your address per minute, try again later", LIMITS
+)
+RECIPIENT_RATE_EXCEEDED = Reply(
+    451, "4.7.1", "Too many recipients from your address per minute, try again later", LIMITS
+)
+SESSION_RECIPIENTS_SPENT = Reply(
+    451, "4.7.1", "Too many recipients in this session, try again later", LIMITS
 )
 DATA_TIMEOUT = Reply(421, "4.4.2", "Timeout waiting for message data, closing connection", LIMITS)
 DATA_TOO_SLOW = Reply(421, "4.4.2", "Message data arriving too slowly, closing connection", LIMITS)

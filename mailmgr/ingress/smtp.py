@@ -115,11 +115,13 @@ class SmtpProtocol(SMTP):
         self._auth_user: str | None = None
         self._errors = 0  # 5xx replies sent (and junk commands past JUNK_COMMANDS)
         self._junk = 0
-        self._mails = 0  # MAIL commands that could open a transaction
+        self._mails = 0  # transactions opened (MessagesPerConnection)
+        self._rcpts = 0  # RCPTs that reached the recipient policy (RecipientsPerConnection)
         self._counters = point_counters(handler.ingress_point.name)
         self._verb = CONNECT  # the `command` label of the replies sent next
         outer = lambda: self.transport or self._original_transport  # noqa: E731
-        self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say)
+        self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say,
+                                        sessions.table)
 
     # ------------------------------------------------------------ connection
 
@@ -220,6 +222,11 @@ class SmtpProtocol(SMTP):
             self._write_now(replies.SHUTTING_DOWN.line())
             self.transport.close()
 
+    def end_shutdown(self) -> None:
+        """Grace over: 421 4.3.2 whatever the session does (a DATA transfer or commit not done
+        by now gets no 250), close, and abort if the peer does not read it."""
+        self._timers.expire(replies.SHUTTING_DOWN)
+
     def _timeout_cb(self) -> None:
         self._timers.expire(replies.TIMEOUT)
 
@@ -255,7 +262,8 @@ class SmtpProtocol(SMTP):
     def _error(self) -> bool:
         """Count one error; True once the session is past ErrorsPerSession."""
         self._errors += 1
-        return self._errors > self._settings.limits.errors_per_session
+        limit = self._settings.limits.errors_per_session
+        return self._errors > limit and self._sessions.too_many_errors(self)
 
     async def _send_bytes(self, data: bytes, *, flush: bool = False) -> None:
         """Send one reply; while further pipelined commands are already buffered, hold it back
@@ -358,10 +366,6 @@ class SmtpProtocol(SMTP):
             if self._junk > JUNK_COMMANDS and self._error():
                 self._done = True
                 return replies.TOO_MANY_ERRORS
-        if verb == "MAIL" and self._tx is None:
-            self._mails += 1
-            if refusal := self._sessions.mail_refusal(self, self._mails, self._settings.limits):
-                return refusal
         self._reset_timeout()
         try:
             await method(self, arg)
@@ -511,6 +515,11 @@ class SmtpProtocol(SMTP):
         )
         if not isinstance(mail, MailCommand):
             return await self._send(mail)
+        limits = self._settings.limits
+        if refusal := self._sessions.mail_refusal(self, self._mails, self._rcpts, limits):
+            self._done = refusal.closes  # 421: a per-connection budget is spent
+            return await self._send(refusal)
+        self._mails += 1
         self._tx = Transaction(
             mail_from=mail.mail_from,
             facts=self._facts(),
@@ -532,6 +541,9 @@ class SmtpProtocol(SMTP):
         if len(tx.recipients) >= MAX_RECIPIENTS:
             return await self._send(replies.TOO_MANY_RECIPIENTS)
         tx.rcpt_attempted = True
+        if refusal := self._sessions.rcpt_refusal(self, self._rcpts, self._settings.limits):
+            return await self._send(refusal)
+        self._rcpts += 1
         reply = self._handler.recipient(tx.facts, address, tx.mail_from)
         if reply.positive:
             tx.recipients.append(address)
