@@ -85,6 +85,9 @@ class ServerProcess:
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
+                # Say why it hung: the log tail lands in the failing test's captured output.
+                tail = "\n".join(self.raw[-30:])
+                print(f"server did not stop within 20 s; log tail:\n{tail}", file=sys.stderr)
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode

@@ -249,7 +249,8 @@ class IngressServer:
         for session in list(sessions.live):
             session.begin_shutdown()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(sessions.wait_empty(), timeout=grace)
+            async with asyncio.timeout(grace):
+                await sessions.wait_empty()
         left = list(sessions.live)
         for session in left:
             session.end_shutdown()
@@ -257,16 +258,19 @@ class IngressServer:
             logs.warning("ingress.sessions_cut", ingress_point=self.ingress_point.name,
                          count=len(left), grace=grace)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sessions.wait_empty(), timeout=ABORT_GRACE + 0.5)
+                async with asyncio.timeout(ABORT_GRACE + 0.5):
+                    await sessions.wait_empty()
             for session in list(sessions.live):  # e.g. a TLS handshake that never finished
                 session.abort()
             # Let connection_lost run so nothing outlives stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sessions.wait_empty(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await sessions.wait_empty()
         stopped, self._stopped = self._stopped, []
         for server in stopped:  # Python >= 3.12 waits here for the connections to be gone
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await server.wait_closed()
 
     def _stop_serving(self) -> None:
         """Close the listening sockets now (Server.close() closes them synchronously)."""

@@ -22,6 +22,7 @@ aside, unprocessed, in the spool's quarantine folder (.eml + .json, fsynced) wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import json
@@ -222,17 +223,15 @@ class SpoolWorker:
                 self._enqueue(mid, due=True)  # if full, the rescan finds it in the store
             delay = self._heap[0][0] - now if self._heap else _MAX_TICK
             self._timer_wake.clear()
-            try:
-                await asyncio.wait_for(self._timer_wake.wait(), min(max(delay, 0.0), _MAX_TICK))
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(max(delay, 0.0), _MAX_TICK)):
+                    await self._timer_wake.wait()
 
     async def _rescan(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._rescan_wake.wait(), self._rescan_interval)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._rescan_interval):
+                    await self._rescan_wake.wait()
             if self._queue.full():
                 await asyncio.sleep(0.05)  # keep the wake flag: retry once there is room
                 continue
@@ -270,10 +269,9 @@ class SpoolWorker:
             and self.ingest_busy
         ):
             self._slot_freed.clear()
-            try:
-                await asyncio.wait_for(self._slot_freed.wait(), _GATE_TICK)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_GATE_TICK):
+                    await self._slot_freed.wait()
 
     async def _process(self, mid: str) -> None:
         store = self._store
