@@ -152,8 +152,8 @@ def _remote(config: Config, request: Request) -> dict[str, Any]:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise QueueCommandError(
-            f"the server is running but its admin listener at {base} did not answer: "
-            f"{reason}") from None
+            f"the spool is locked (by the running server, or another mailmgr queue command) "
+            f"and the admin listener at {base} did not answer: {reason}") from None
 
 
 def execute(config: Config, request: Request) -> dict[str, Any]:
@@ -244,6 +244,16 @@ def print_show(data: dict[str, Any], out: TextIO) -> None:
     print("\n".join(lines), file=out)
 
 
+_RETRIED = {
+    "scheduled": "due now (was scheduled for later)",
+    "in-flight": "being processed right now (nothing to do)",
+    "queued": "already due (queued)",
+    "parked": "already due (waiting for a heavy-message slot)",
+    "waiting": "due now (the worker picks it up from the spool)",
+    "stopped": "due at once when the server starts",
+}
+
+
 def run(config: Config, request: Request, *, as_json: bool, out: TextIO = sys.stdout) -> int:
     """The command: act, print (text or --json), return the exit status."""
     try:
@@ -258,10 +268,7 @@ def run(config: Config, request: Request, *, as_json: bool, out: TextIO = sys.st
     elif request.op == "show":
         print_show(data, out)
     elif request.op == "retry":
-        if data["status"] == "stopped":
-            print(f"{data['id']}: due at once when the server starts", file=out)
-        else:
-            print(f"{data['id']}: due now (was {data['status']})", file=out)
+        print(f"{data['id']}: {_RETRIED.get(data['status'], 'due now')}", file=out)
     elif request.op == "retry_all":
         print(f"{data['retried']} message{'s' if data['retried'] != 1 else ''} due now",
               file=out)

@@ -87,7 +87,7 @@ def test_list_show_retry_delete_while_running(tmp_path: Path, server_factory: Fa
 
     # retry: the next attempt happens at once (the relay is still down: attempts 1 -> 2)
     retried = queue_cli(cfg, "retry", first)
-    assert retried.status == 0 and "due now (was scheduled)" in retried.out
+    assert retried.status == 0 and "due now (was scheduled for later)" in retried.out
     wait_attempts(server, first, 2)
     time.sleep(0.3)  # its checkpoint after the failed attempt
     rows = {m["id"]: m for m in queue_cli(cfg, "list", "--json").json()["messages"]}

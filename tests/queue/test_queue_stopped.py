@@ -3,7 +3,9 @@ through records, and the next `mailmgr serve` sees what it did."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,3 +100,28 @@ def test_list_show_retry_delete_on_a_stopped_server(tmp_path: Path, server_facto
     assert queue_cli(cfg, "list", "--json").json() == {"messages": []}
     gone = queue_cli(cfg, "show", "notanid")
     assert gone.status == 1 and "no message notanid in the queue" in gone.err
+
+
+def test_locked_spool_without_a_usable_admin_listener(tmp_path: Path) -> None:
+    """Another process holds the spool lock: the CLI never touches the spool and says why it
+    cannot go through the admin listener (nothing listening: 1; port 0: 2)."""
+    from tests.support import write_config
+
+    spool = tmp_path / "var" / "spool"
+    spool.mkdir(parents=True)
+    fd = os.open(spool / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        port = free_port()
+        cfg = write_config(tmp_path / "a.yaml", relay_config(
+            tmp_path, free_port(), admin={"Listen": [f"127.0.0.1:{port}"]}))
+        answer = queue_cli(cfg, "list")
+        assert answer.status == 1
+        assert f"the admin listener at http://127.0.0.1:{port} did not answer" in answer.err
+        cfg = write_config(tmp_path / "b.yaml", relay_config(
+            tmp_path, free_port(), admin={"Listen": ["127.0.0.1:0"]}))
+        answer = queue_cli(cfg, "delete", "abcdefgh12345678")
+        assert answer.status == 2 and "has port 0" in answer.err
+        assert not any((spool / "segments").iterdir())  # no segment written by the CLI
+    finally:
+        os.close(fd)
