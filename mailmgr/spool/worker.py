@@ -4,7 +4,10 @@ must not write records itself except through the store (checkpoint, finish).
 
 Every pending id is in exactly one of: queued, in flight, scheduled, or (after an overflow) only
 in the store until the rescan picks it up. That is what keeps a message from being processed by
-two workers at once, and from being lost when the queue is full.
+two workers at once, and from being lost when the queue is full. The operator's commands
+(`mailmgr queue` through the admin listener: retry_now, retry_all, delete) move ids within that
+same bookkeeping; delete refuses an id in flight and keeps it from starting until its DONE
+record is durable.
 
 Processing yields to ingest: while messages are being submitted fast (SMTP accepts), at most
 `busy_concurrency` run at once, so the accept path keeps the event loop; a message waits for that

@@ -89,9 +89,14 @@ def test_list_show_retry_delete_while_running(tmp_path: Path, server_factory: Fa
     retried = queue_cli(cfg, "retry", first)
     assert retried.status == 0 and "due now (was scheduled for later)" in retried.out
     wait_attempts(server, first, 2)
-    time.sleep(0.3)  # its checkpoint after the failed attempt
-    rows = {m["id"]: m for m in queue_cli(cfg, "list", "--json").json()["messages"]}
+    deadline = time.monotonic() + 10
+    while True:  # until its checkpoint after the failed attempt is in
+        rows = {m["id"]: m for m in queue_cli(cfg, "list", "--json").json()["messages"]}
+        if rows[first]["attempts"] == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert rows[first]["attempts"] == 2 and rows[second]["attempts"] == 1
+    assert rows[first]["status"] == "scheduled"
 
     # delete: gone at once, logged once, never delivered
     deleted = queue_cli(cfg, "delete", second, "--json")
