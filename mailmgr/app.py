@@ -34,6 +34,7 @@ from mailmgr.ingress.truststore import TrustAnchors, load_trust_store
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
 from mailmgr.pipeline import Pipeline, compile_rule_sets
 from mailmgr.queue.service import QueueService
+from mailmgr.records import IngressRecords
 from mailmgr.reload import (
     Closable,
     IngressDiff,
@@ -42,6 +43,7 @@ from mailmgr.reload import (
     effective_config,
     log_failed,
     log_reloaded,
+    record_loaded,
     restart_needed,
     verdicts_changed,
 )
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
 RETENTION_INTERVAL = 3600.0
+WORKER_GRACE = 1.0  # seconds the actions in flight get at shutdown even when sessions used all
 
 
 class SpoolAcceptor:
@@ -67,6 +70,7 @@ class SpoolAcceptor:
         # ingress point name -> its (accepted, bytes) counter children: `labels()` takes a lock
         # and builds a tuple, so it runs once per point, not once per message.
         self._counters: dict[str, tuple[Counter, Counter]] = {}
+        self.records: IngressRecords | None = None  # Log.Records: set from each loaded config
 
     async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes) -> str:
         started = time.perf_counter()
@@ -82,6 +86,8 @@ class SpoolAcceptor:
             self._counters[name] = counters
         counters[0].inc()
         counters[1].inc(len(content))
+        if self.records is not None:
+            self.records.accepted(message)
         return message.id
 
 
@@ -90,6 +96,7 @@ class TrafficPolicyCheck:
 
     def __init__(self, policy: CompiledTrafficPolicy) -> None:
         self.policy = policy
+        self._check = policy.check  # bound once: one lookup less per RCPT
 
     @staticmethod
     def compile_all(
@@ -98,12 +105,13 @@ class TrafficPolicyCheck:
         """One check per traffic policy ID, each policy compiled once however many ingress
         points share it."""
         return {
-            tp.id: TrafficPolicyCheck(CompiledTrafficPolicy.compile(tp, indexes))
+            tp.id: TrafficPolicyCheck(CompiledTrafficPolicy.compile(
+                tp, indexes, records=config.server.log_records))
             for tp in config.traffic_policies
         }
 
-    def check(self, session: SessionFacts, recipient: str) -> bool:
-        return self.policy.check(session, recipient).decision is AcceptAction.ALLOW
+    def check(self, session: SessionFacts, recipient: str, mail_from: str = "") -> bool:
+        return self._check(session, recipient, mail_from).decision is AcceptAction.ALLOW
 
 
 def _policy_checks(config: Config) -> dict[str, TrafficPolicyCheck]:
@@ -167,12 +175,14 @@ class App:
             run_retention(self._retention_set, RETENTION_INTERVAL)
         )
         self._acceptor = SpoolAcceptor(self._store, self._worker)
+        self._acceptor.records = IngressRecords.from_config(self.config)
         checks = _policy_checks(self.config)
         for ingress in self.config.ingress_points:
             srv = self._server(self.config, ingress, checks)
             await srv.start()
             self.servers.append(srv)
         store = self._store
+        record_loaded(self.config)  # mailmgr_config_info{hash}
         METRICS.watch_spool(store.counts)
         METRICS.watch_connections(
             lambda: [(s.ingress_point.name, s.active_sessions) for s in self.servers]
@@ -252,7 +262,16 @@ class App:
             self._running = False
         for task in list(self._drains):
             task.cancel()  # stop closes what they were waiting to close
+        # One deadline for sessions and actions: SMTP sessions get ShutdownGraceSeconds to
+        # finish their transaction, the worker what is left of it (at least WORKER_GRACE) for
+        # the actions in flight, which checkpoint; what is unfinished resumes at the next start.
         grace = self.config.server.shutdown_grace
+        deadline = time.monotonic() + grace
+        for srv in self.servers:
+            await srv.stop_accepting()  # new connections are refused from here on
+        if self.servers:
+            logs.event("server.listeners_closed", grace=grace,
+                       sessions=sum(s.active_sessions for s in self.servers))
         await asyncio.gather(*(s.stop(grace) for s in self.servers))
         await asyncio.gather(*self._tasks, *self._drains, return_exceptions=True)
         if self._retention:
@@ -260,7 +279,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
         if self._worker:
-            await self._worker.stop(grace)
+            left = deadline - time.monotonic()
+            await self._worker.stop(max(left, min(grace, WORKER_GRACE)))
         await relay.close_pools()  # idle relay connections QUIT cleanly
         if self._verdicts:
             self._verdicts.close()
@@ -349,6 +369,8 @@ class App:
         self._closing.extend(closing)
         self._spawn(self._close_when_drained(retired, closing), drain=True)
         self.config = config
+        if self._acceptor is not None:
+            self._acceptor.records = IngressRecords.from_config(config)
         diff = IngressDiff.between(running.ingress_points, config.ingress_points)
         failed = await self._apply_ingress(config, diff, checks)
         log_reloaded(running, config, diff, failed)
@@ -434,7 +456,11 @@ class App:
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the config file (and with it the
-    certificates). Returns the exit status."""
+    certificates). Returns the exit status (0 after a graceful shutdown).
+
+    Graceful shutdown (issue 11 item 6): readiness 503 and DrainSeconds of accepting as usual
+    (`drain`), then listeners closed, sessions finishing within ShutdownGraceSeconds (421 4.3.2
+    for those left), the worker's actions in flight checkpointing, stores closed (`stop`)."""
     app = App(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

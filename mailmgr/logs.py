@@ -88,6 +88,16 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
         logger.handle(record)
 
 
+def record(name: str, fields: dict[str, Any]) -> None:
+    """Write one Mail Manager log record (records.py) as an INFO line whatever the logger's
+    level: `Log.Records` asked for it. `fields` is handed over and redacted like any line's."""
+    logger = _logger
+    logger.handle(logger.makeRecord(
+        LOGGER_NAME, logging.INFO, "", 0, name, (), None,
+        extra={"event": name, "fields": _redact(fields)},
+    ))
+
+
 def warning(name: str, **fields: Any) -> None:
     event(name, logging.WARNING, **fields)
 

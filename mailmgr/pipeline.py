@@ -10,10 +10,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
+from prometheus_client import Counter
+
 from mailmgr import logs
 from mailmgr.actions.base import Action, Resources
 from mailmgr.actions.executor import execute
 from mailmgr.actions.registry import build_actions
+from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import Config
 from mailmgr.message import InboundMessage, ProcessingState, Verdicts
 from mailmgr.rules.address_lists import build_indexes
@@ -43,6 +46,23 @@ def compile_rule_sets(
         )
         for rs in config.rule_sets
     }
+
+
+# mailmgr_verdicts_total children by (kind, result): both enums, bound on first use.
+_verdict_children: dict[tuple[str, str], Counter] = {}
+
+
+def _count_verdicts(verdicts: Verdicts | None) -> None:
+    """Once per message, when its verdicts are computed (a retry reuses them)."""
+    if verdicts is None:
+        return
+    for kind, verdict in (("spf", verdicts.spf), ("dkim", verdicts.dkim),
+                          ("dmarc", verdicts.dmarc)):
+        key = (kind, verdict.value)
+        child = _verdict_children.get(key)
+        if child is None:
+            child = _verdict_children[key] = METRICS.verdicts.labels(kind, verdict.value)
+        child.inc()
 
 
 class Pipeline:
@@ -80,6 +100,7 @@ class Pipeline:
             )
         if state.verdicts is None:
             state = await self._authenticate(entry, state)
+            _count_verdicts(state.verdicts)
             await checkpoint(state)  # computed once: a retry or restart reuses them
 
         async def checkpoint_unless_done(state: ProcessingState) -> None:
@@ -98,6 +119,7 @@ class Pipeline:
             retry=self._config.server.retry,
             checkpoint=checkpoint_unless_done,
             now=self._clock,
+            records=self._config.server.log_records,
         )
 
     def _trace(self, message: InboundMessage) -> bytes:

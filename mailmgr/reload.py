@@ -6,10 +6,16 @@ applies the reload.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import dataclasses
+import enum
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mailmgr import logs
+from mailmgr.admin.metrics import METRICS
 from mailmgr.archive import LocalArchive
 from mailmgr.config.models import Config, IngressPoint, ServerConfig
 from mailmgr.errors import ConfigProblem
@@ -121,8 +127,49 @@ class PipelineSwitch:
             )
 
 
+def _canonical(value: object) -> object:
+    """`value` as plain JSON data that is the same for equal configs in every process: field
+    names kept, sets sorted, enums by value, anything else by str()."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return _canonical(value.value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        items = [_canonical(v) for v in value]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return str(value)
+
+
+def config_hash(config: Config) -> str:
+    """The config's identity: the first 16 hex digits of the SHA-256 of the resolved config
+    (every resource and setting as loaded, as canonical JSON, without the file's own path);
+    equal for equal configs however and wherever the files are written, different when
+    anything that was loaded differs."""
+    data = json.dumps(_canonical(replace(config, source=Path())), sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def record_loaded(config: Config) -> str:
+    """Publish `config` as the running one (`mailmgr_config_info{hash}`: only its label set);
+    returns the hash. Called at start and after every successful reload."""
+    digest = config_hash(config)
+    METRICS.config.info({"hash": digest})
+    return digest
+
+
 def log_failed(problems: Sequence[ConfigProblem]) -> None:
-    """The reload was refused: every problem, worded as `mailmgr check-config` prints it."""
+    """The reload was refused: every problem, worded as `mailmgr check-config` prints it;
+    counted as mailmgr_config_reloads_total{result="failure"}."""
+    METRICS.config_reloads.labels("failure").inc()
     logs.error(
         "config.reload_failed",
         count=len(problems),
@@ -134,7 +181,10 @@ def log_failed(problems: Sequence[ConfigProblem]) -> None:
 def log_reloaded(
     running: Config, config: Config, diff: IngressDiff, failed: Sequence[str]
 ) -> None:
-    """`running`: the config before the reload (for the removed points' names)."""
+    """`running`: the config before the reload (for the removed points' names). Counts
+    mailmgr_config_reloads_total{result="success"} and publishes the new config's hash."""
+    METRICS.config_reloads.labels("success").inc()
+    digest = record_loaded(config)
     names = {p.id: p.name for p in (*running.ingress_points, *config.ingress_points)}
 
     def named(ids: Sequence[str]) -> list[str]:
@@ -153,6 +203,7 @@ def log_reloaded(
         rebound=named([i for i in diff.rebound if i not in failed]),
         removed=named(diff.removed),
         failed=named(failed),
+        config_hash=digest,
     )
 
 

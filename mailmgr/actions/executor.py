@@ -1,7 +1,8 @@
 """The rule-set walk: rules in order, actions once per matched set, results applied, checkpoints.
 
 Shared by the real pipeline and by explain (which passes dry-run actions and a no-op checkpoint).
-Owns ordering, ActionFailurePolicy, retry scheduling and per-action logs; never decides which
+Owns ordering, ActionFailurePolicy, retry scheduling, per-action logs, Mail Manager's rule set
+APPLICATION_LOGS records (Log.Records) and the rule/action metrics; never decides which
 recipients a rule applies to (rules/engine.py does) and never stores anything itself.
 """
 
@@ -13,12 +14,16 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
+from prometheus_client import Counter, Histogram
+
 from mailmgr import logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Disposition
+from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import ActionFailurePolicy, RetryPolicy
 from mailmgr.errors import PermanentActionError, TemporaryActionError
 from mailmgr.message import InboundMessage, ProcessingState, Verdicts
 from mailmgr.mime.headers import with_headers
+from mailmgr.records import rule_record
 from mailmgr.rules.engine import CompiledRule, CompiledRuleSet, RuleEvaluation
 from mailmgr.rules.facts import MessageFacts
 
@@ -68,6 +73,7 @@ async def execute(
     now: Callable[[], float] = time.time,
     observer: ExecutionObserver | None = None,
     log: bool = True,
+    records: bool = False,
 ) -> ProcessingState:
     """Walk the rule set from `state` and return the new state.
 
@@ -75,6 +81,8 @@ async def execute(
     the failed action at `next_attempt_at`. `checkpoint` is awaited after every completed action
     (success or permanent failure), after scheduling a retry, and at the end; resuming from any
     checkpointed state never re-runs a completed action. `actions[i]` are rule i's instances.
+    `log` False (explain) writes no log line and counts no metric; `records` writes Mail
+    Manager's rule set APPLICATION_LOGS records (one per action run, one per unmatched rule).
     """
     if len(actions) != len(rule_set.rules):
         raise ValueError("actions must have one entry per rule")
@@ -87,7 +95,8 @@ async def execute(
     if state.live is None:
         state = replace(state, live=dedupe(message.envelope.rcpt_to))
     facts = MessageFacts.build(message, state.added_headers, verdicts)
-    walk = _Walk(message, rule_set, verdicts, retry, checkpoint, now, observer, log)
+    walk = _Walk(message, rule_set, verdicts, retry, checkpoint, now, observer, log,
+                 records and log)
 
     while state.live and state.rule_index < len(rule_set.rules):
         rule = rule_set.rules[state.rule_index]
@@ -96,6 +105,7 @@ async def execute(
             evaluation = rule_set.evaluate(state.rule_index, facts, state.live)
             if observer is not None:
                 observer.rule_evaluated(evaluation)
+            walk.evaluated(rule, evaluation.matched, bool(rule_actions))
             if not evaluation.matched or not rule_actions:
                 state = _next_rule(state)
                 continue
@@ -146,6 +156,22 @@ class _Walk:
     now: Callable[[], float]
     observer: ExecutionObserver | None
     log: bool
+    records: bool
+
+    def evaluated(self, rule: CompiledRule, matched: tuple[str, ...], has_actions: bool) -> None:
+        """A rule was evaluated: counted when it matched; the no-match record (or, for a
+        matched rule without actions, a record without action_metadata) when records are on."""
+        if not self.log:
+            return
+        if matched:
+            _rule_matches(self.rule_set.name, rule.name or str(rule.index)).inc()
+        if self.records and (not matched or not has_actions):
+            rule_record(self.message.id, self.rule_set.name, rule.name, rule.index,
+                                matched, None)
+
+    def _took(self, action: Action, started: float) -> None:
+        if self.log:
+            _durations(action.name).observe(time.perf_counter() - started)
 
     async def run_action(
         self, state: ProcessingState, rule: CompiledRule, rule_actions: Sequence[Action]
@@ -167,6 +193,7 @@ class _Walk:
             resume=_lookup(state.action_data, key),
         )
         failure: Exception
+        started = time.perf_counter()
         try:
             result = await action.run(item)
         except PermanentActionError as exc:
@@ -176,6 +203,7 @@ class _Walk:
         except Exception as exc:  # a bug in an action: retrying beats losing the message
             failure = TemporaryActionError(f"{type(exc).__name__}: {exc}", type(exc).__name__)
         else:
+            self._took(action, started)
             failed = tuple(r for r in result.failed if r in matched)
             if failed:
                 # A partial permanent failure: the policy applies to those recipients only.
@@ -187,10 +215,13 @@ class _Walk:
                 item = replace(item, recipients=tuple(r for r in matched if r not in failed))
             state = _apply(state, result, len(rule_actions))
             state = replace(state, action_data=_without(state.action_data, key), **_RETRY_RESET)
-            self._report(rule, item, action, Status.SUCCESS, None, result)
+            # An action that failed for every recipient was one FAILURE run, not also a success.
+            self._report(rule, item, action, Status.SUCCESS, None, result,
+                         counted=bool(item.recipients) or not failed)
             await self.checkpoint(state)
             return state, False
 
+        self._took(action, started)
         reason = _reason(failure)
         if isinstance(failure, TemporaryActionError):
             t = self.now()
@@ -236,7 +267,9 @@ class _Walk:
         status: Status,
         reason: str | None,
         result: ActionResult | None,
+        counted: bool = True,
     ) -> None:
+        """Observer, log line, and (`counted`) the action-run metric and Mail Manager record."""
         record = ActionRecord(
             rule_index=rule.index,
             rule_name=rule.name,
@@ -251,6 +284,13 @@ class _Walk:
             self.observer.action_finished(record)
         if not self.log:
             return
+        if counted:
+            _runs(action.name, status).inc()
+        if self.records and counted:
+            rule_record(
+                self.message.id, self.rule_set.name, rule.name, rule.index, item.recipients,
+                (action.name, item.action_index, status.value, reason),
+            )
         fields: dict[str, Any] = {
             "message_id": self.message.id,
             "rule_set": self.rule_set.name,
@@ -270,6 +310,35 @@ class _Walk:
             logs.event("message.action", **fields)
         else:
             logs.warning("message.action", **fields)
+
+
+# Metric children by label values (config names and enums: bounded), bound on first use.
+_RUN_STATUS = {Status.SUCCESS: "SUCCESS", Status.FAILED: "FAILURE", Status.RETRY: "RETRY"}
+_run_children: dict[tuple[str, Status], Counter] = {}
+_duration_children: dict[str, Histogram] = {}
+_match_children: dict[tuple[str, str], Counter] = {}
+
+
+def _runs(action: str, status: Status) -> Counter:
+    child = _run_children.get((action, status))
+    if child is None:
+        child = METRICS.action_runs.labels(action, _RUN_STATUS[status])
+        _run_children[(action, status)] = child
+    return child
+
+
+def _durations(action: str) -> Histogram:
+    child = _duration_children.get(action)
+    if child is None:
+        child = _duration_children[action] = METRICS.action_duration.labels(action)
+    return child
+
+
+def _rule_matches(rule_set: str, rule: str) -> Counter:
+    child = _match_children.get((rule_set, rule))
+    if child is None:
+        child = _match_children[(rule_set, rule)] = METRICS.rule_matches.labels(rule_set, rule)
+    return child
 
 
 def _apply(state: ProcessingState, result: ActionResult, action_count: int) -> ProcessingState:

@@ -49,7 +49,8 @@ class _Conn:
     async def reply(self) -> tuple[Reply, list[str]]:
         lines: list[str] = []
         while len(lines) < MAX_REPLY_LINES:
-            raw = await asyncio.wait_for(self.reader.readline(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                raw = await self.reader.readline()
             if not raw:
                 raise ConnectionError("LMTP server closed the connection")
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -85,8 +86,8 @@ async def lmtp_deliver(
 ) -> dict[str, Reply]:
     """One LMTP transaction; the reply for each recipient (its RCPT reply if refused there,
     else its post-DATA reply). Raises LmtpError (MAIL/DATA refused), OSError, TimeoutError."""
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(address.host, address.port), reply_timeout)
+    async with asyncio.timeout(reply_timeout):
+        reader, writer = await asyncio.open_connection(address.host, address.port)
     conn = _Conn(reader, writer, reply_timeout)
     try:
         greeting, _ = await conn.reply()

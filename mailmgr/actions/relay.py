@@ -16,6 +16,7 @@ from typing import Any
 
 from mailmgr import logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
+from mailmgr.admin.metrics import METRICS
 from mailmgr.aws import SecretStore
 from mailmgr.config.models import MailFrom, Relay, RelayAction, RuleAction
 from mailmgr.errors import ActionError, PermanentActionError, TemporaryActionError
@@ -37,6 +38,10 @@ from mailmgr.smtpclient.pool import IDLE_SECONDS, MAX_CONNECTIONS
 # The executor decides exhaustion from its own first-failure time, taken a moment after ours:
 # finishing per recipient slightly early keeps that decision ours (delivered ones stay live).
 EXHAUSTION_MARGIN = 1.0
+# The `outcome` of mailmgr_relay_attempts_total, by precedence: no connection (or no session:
+# TLS, AUTH, credentials) -> connect_failed; any recipient deferred -> temporary; any refused
+# -> permanent; every recipient accepted -> delivered.
+OUTCOMES = ("delivered", "temporary", "permanent", "connect_failed")
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class RelayClient:
         self._refresh_secret = False
         self.pool = ConnectionPool(self._open, max_connections=max_connections,
                                    idle_seconds=idle_seconds)
+        self.attempts = {o: METRICS.relay_attempts.labels(relay.name, o) for o in OUTCOMES}
 
     async def _open(self) -> SmtpConnection:
         relay = self.relay
@@ -228,11 +234,11 @@ class RelayDelivery:
                               **self._pool_settings)
         attempt = Attempt()
         started = time.monotonic()
-        reused = tls = False
+        reused = tls = leased = False
         error: str | None = None
         try:
             async with client.pool.connection() as lease:
-                reused, tls = lease.reused, lease.connection.tls
+                reused, tls, leased = lease.reused, lease.connection.tls, True
                 await self._transact(lease.connection, item, todo, attempt)
         except ActionError as exc:  # credentials: classified by the secret store
             error = f"{exc.code}: {exc}"
@@ -254,6 +260,7 @@ class RelayDelivery:
         }
         if error is not None:
             fields["error"] = error
+        client.attempts[_outcome(attempt, leased)].inc()
         if attempt.refused or attempt.deferred:
             logs.warning("relay.attempt", **fields)
         else:
@@ -299,6 +306,15 @@ class RelayDelivery:
             attempt.fail(todo, f"553 5.1.3 {exc}", "553", permanent=True)
             return
         _classify(result, todo, attempt)
+
+
+def _outcome(attempt: Attempt, leased: bool) -> str:
+    """One of OUTCOMES for an attempt; `leased`: a connection was obtained."""
+    if not leased:
+        return "connect_failed"
+    if attempt.deferred:
+        return "temporary"
+    return "permanent" if attempt.refused else "delivered"
 
 
 def _classify(result: Transaction, todo: list[str], attempt: Attempt) -> None:

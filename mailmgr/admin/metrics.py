@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # end-of-DATA -> 250: the spool's group commit (fdatasync) dominates; buckets in seconds.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# One action run: local ones take milliseconds, AWS calls and relays up to their timeouts.
+_ACTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0)
 
 
 class _StateCollector(Collector):
@@ -64,6 +68,31 @@ class _StateCollector(Collector):
         yield current
 
 
+class DecisionCounts(Collector):
+    """`mailmgr_traffic_policy_decisions_total{traffic_policy, statement, action}`: one plain
+    integer cell per label set, incremented at RCPT (`cell[0] += 1`: ~6x cheaper than a
+    Counter child's locked inc; the event loop is the only writer) and read at scrape time.
+    A reload's recompiled policy gets the same cells back, so the counts stay monotonic."""
+
+    def __init__(self) -> None:
+        self._cells: dict[tuple[str, str, str], list[int]] = {}
+
+    def cell(self, traffic_policy: str, statement: str, action: str) -> list[int]:
+        """The cell of one label set (`statement`: 1-based index, or "default")."""
+        return self._cells.setdefault((traffic_policy, statement, action), [0])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "mailmgr_traffic_policy_decisions",
+            "Traffic policy decisions at RCPT, by policy, deciding statement (1-based index, or"
+            " 'default' for the DefaultAction) and action",
+            labels=["traffic_policy", "statement", "action"],
+        )
+        for labels, cell in list(self._cells.items()):
+            family.add_metric(list(labels), float(cell[0]))
+        yield family
+
+
 class Metrics:
     """All of mailmgr's metrics. One instance per process (`METRICS`)."""
 
@@ -82,8 +111,90 @@ class Metrics:
             "Seconds from the end of DATA to the message being durable in the spool (the 250)",
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
+        # --- pipeline: traffic policy decisions, verdicts, rules, actions (issue 11, "records").
+        # Labels are config names (policy, rule set, rule) and enums only; hot-path callers
+        # keep pre-bound children (rules/traffic_policy.py binds one per statement at compile).
+        self.traffic_policy_decisions = DecisionCounts()
+        self.registry.register(self.traffic_policy_decisions)
+        self.verdicts = Counter(
+            "mailmgr_verdicts", "Verdicts computed for accepted messages, by kind and result",
+            ["kind", "result"], registry=self.registry,
+        )
+        self.rule_matches = Counter(
+            "mailmgr_rule_matches", "Rules that matched a message, by rule set and rule",
+            ["rule_set", "rule"], registry=self.registry,
+        )
+        self.action_runs = Counter(
+            "mailmgr_action_runs",
+            "Rule action runs, by action type and status (SUCCESS, FAILURE, RETRY)",
+            ["action", "status"], registry=self.registry,
+        )
+        self.action_duration = Histogram(
+            "mailmgr_action_duration_seconds", "Seconds one rule action run took, by action type",
+            ["action"], buckets=_ACTION_BUCKETS, registry=self.registry,
+        )
+        # --- end of the pipeline block
+        # ---- PROXY protocol (issue 11 item 2) ----
+        self.proxy_refusals = Counter(
+            "mailmgr_proxy_refusals",
+            "Connections refused on a ProxyProtocol ingress point, by reason: missing, "
+            "malformed, truncated, timeout (trusted source) or untrusted_source (a PROXY header "
+            "from a source outside TrustedSources)",
+            ["ingress_point", "reason"], registry=self.registry,
+        )
+        # ---- end PROXY protocol ----
         self._state = _StateCollector()
         self.registry.register(self._state)
+        # --- Server.Limits (issue 11 item 3): children pre-bound in mailmgr.ingress.limits
+        self.limit_refusals = Counter(
+            "mailmgr_limit_refusals",
+            "Connections, commands and transfers refused or ended by a Server.Limits limit",
+            ["limit"], registry=self.registry,
+        )
+
+        # -------- ingress replies and refusals, AWS errors, relay attempts, config reloads.
+        # Label values come from the config (ingress point, relay names) or from fixed sets
+        # in code (commands, code classes, reasons, outcomes); AWS error codes are capped in
+        # mailmgr.aws.metrics. Hot-path users bind children once (mailmgr.ingress.counters).
+        self.connections_opened = Counter(
+            "mailmgr_connections_opened", "SMTP connections accepted, by ingress point",
+            ["ingress_point"], registry=self.registry,
+        )
+        self.smtp_replies = Counter(
+            "mailmgr_smtp_replies",
+            "SMTP replies sent, by ingress point, command (fixed set, CONNECT for the banner, "
+            "DATA_END for the reply after the content, other) and code class",
+            ["ingress_point", "command", "code_class"], registry=self.registry,
+        )
+        self.messages_rejected = Counter(
+            "mailmgr_messages_rejected",
+            "Refusing SMTP replies (one per refused command: a recipient, a message, an AUTH "
+            "attempt), by ingress point and reason",
+            ["ingress_point", "reason"], registry=self.registry,
+        )
+        self.aws_errors = Counter(
+            "mailmgr_aws_errors", "Failed AWS calls (after the SDK's own retries), by service "
+            "and error code (a bounded set; later unseen codes count as other)",
+            ["service", "code"], registry=self.registry,
+        )
+        self.aws_throttled = Counter(
+            "mailmgr_aws_throttled", "AWS calls that failed because AWS throttled them, by "
+            "service", ["service"], registry=self.registry,
+        )
+        self.relay_attempts = Counter(
+            "mailmgr_relay_attempts", "Relay delivery attempts (one SMTP transaction each), by "
+            "relay and outcome", ["relay", "outcome"], registry=self.registry,
+        )
+        self.config_reloads = Counter(
+            "mailmgr_config_reloads", "SIGHUP config reloads, by result",
+            ["result"], registry=self.registry,
+        )
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
+        self.config = Info(
+            "mailmgr_config", "The running configuration: hash is the first 16 hex digits of "
+            "the SHA-256 of the resolved config", registry=self.registry,
+        )
 
     def watch_spool(self, counts: Callable[[float], SpoolCounts] | None) -> None:
         """Where the spool gauges are read from at scrape time: a function of the current epoch

@@ -21,6 +21,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from mailmgr.aws.metrics import count_error
 from mailmgr.errors import ActionError, PermanentActionError, TemporaryActionError
 
 # Error codes AWS services use for throttling and transient server-side trouble.
@@ -64,18 +65,21 @@ def error_code(exc: BaseException) -> str:
 def classify(exc: BaseException, *, what: str) -> ActionError:
     """The action error for an exception raised while calling AWS for `what` (e.g. "s3:PutObject").
 
-    Already-classified ActionErrors pass through unchanged.
+    Already-classified ActionErrors pass through unchanged (and are not counted again); every
+    other failure is counted in mailmgr_aws_errors_total.
     """
     if isinstance(exc, ActionError):
         return exc
     code = error_code(exc)
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        count_error(what, code, status=status)
         message = str(exc.response.get("Error", {}).get("Message") or code)
         text = f"{what} failed: {code}: {message}"
         if code in _TEMPORARY_CODES or status >= 500 or status == 429:
             return TemporaryActionError(text, code)
         return PermanentActionError(text, code)
+    count_error(what, code)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         # The environment lacks credentials: an operator can fix it, so keep the message.
         return TemporaryActionError(f"{what} failed: no AWS credentials", code)

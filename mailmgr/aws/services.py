@@ -13,6 +13,7 @@ from typing import Any
 
 from mailmgr.aws.clients import AwsClients
 from mailmgr.aws.errors import classify
+from mailmgr.aws.metrics import count_error
 from mailmgr.errors import PermanentActionError, TemporaryActionError
 
 
@@ -158,6 +159,7 @@ async def batch_put_document(
         text = f"qbusiness:BatchPutDocument rejected {failed.get('id')}: {code}: " + str(
             error.get("errorMessage") or ""
         )
+        count_error("qbusiness:BatchPutDocument", code)
         if code in _Q_TEMPORARY:
             raise TemporaryActionError(text, code)
         raise PermanentActionError(text, code)

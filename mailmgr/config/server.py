@@ -41,6 +41,8 @@ _LIMITS: tuple[tuple[str, str, bool, float, float], ...] = (
     ("ConnectionsPerAddressPerMinute", "connections_per_address_per_minute", True, 1, 10**9),
     ("MessagesPerConnection", "messages_per_connection", True, 1, 10**9),
     ("MessagesPerAddressPerMinute", "messages_per_address_per_minute", True, 1, 10**9),
+    ("RecipientsPerConnection", "recipients_per_connection", True, 1, 10**9),
+    ("RecipientsPerAddressPerMinute", "recipients_per_address_per_minute", True, 1, 10**9),
     ("ErrorsPerSession", "errors_per_session", True, 1, 10**6),
     ("CommandTimeoutSeconds", "command_timeout", False, 0.01, 86400),
     ("DataTimeoutSeconds", "data_timeout", False, 0.01, 86400),
@@ -53,6 +55,7 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMATS = ("json", "text")
+_LOG_RECORDS = ("none", "mailmanager")  # Log.Records: Mail Manager's vended log records
 
 
 def default_hostname() -> str:
@@ -124,7 +127,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
     verdict_timeout = opt_number(ctx, dns, "VerdictTimeout", dns_path, minimum=0.001)
 
     log_path = key_path(path, "Log")
-    log = _section(ctx, server, "Log", path, ("Format", "Level"))
+    log = _section(ctx, server, "Log", path, ("Format", "Level", "Records"))
     log_format = opt_str(ctx, log, "Format", log_path) or "json"
     if log_format not in _LOG_FORMATS:
         ctx.problem(key_path(log_path, "Format"), f"'{log_format}' is not one of json, text")
@@ -132,6 +135,12 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
     if level not in _LOG_LEVELS:
         ctx.problem(key_path(log_path, "Level"),
                     f"'{level}' is not one of {', '.join(_LOG_LEVELS)}")
+
+    records = opt_str(ctx, log, "Records", log_path) or "none"
+    if records not in _LOG_RECORDS:
+        ctx.problem(key_path(log_path, "Records"),
+                    f"'{records}' is not one of {', '.join(_LOG_RECORDS)}")
+        records = "none"
 
     workers = opt_number(ctx, server, "Workers", path, minimum=1, maximum=256, integer=True)
     retry_path = key_path(path, "Retry")
@@ -164,6 +173,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         verdict_timeout=10.0 if verdict_timeout is None else verdict_timeout,
         log_format=log_format,
         log_level=level,
+        log_records=records == "mailmanager",
         workers=8 if workers is None else int(workers),
         retry=policy,
         shutdown_grace=10.0 if grace is None else grace,

@@ -45,6 +45,10 @@ class ServerLimits:
     connections_per_address_per_minute: int = 600
     messages_per_connection: int = 1000
     messages_per_address_per_minute: int = 600
+    # Recipients (RCPT commands that reach the traffic policy, accepted or not, so a
+    # directory-harvest attack is counted too): 10 per message on average at the message caps.
+    recipients_per_connection: int = 10_000
+    recipients_per_address_per_minute: int = 6_000
     errors_per_session: int = 10  # 5xx replies
     command_timeout: float = 300.0  # RFC 5321 §4.5.3.2
     data_timeout: float = 600.0  # between two DATA reads that bring bytes
@@ -78,6 +82,7 @@ class ServerConfig:
     verdict_timeout: float = 10.0  # bound on one message's SPF + DKIM + DMARC computation
     log_format: str = "json"  # json | text
     log_level: str = "INFO"
+    log_records: bool = False  # Log.Records: mailmanager (AWS's vended log records, records.py)
     workers: int = 8
     retry: RetryPolicy = RetryPolicy()
     shutdown_grace: float = 10.0

@@ -27,10 +27,10 @@ class IngressHandler:
         self._acceptor = acceptor
         self._policy = recipient_policy
 
-    def recipient(self, session: SessionFacts, address: str) -> Reply:
+    def recipient(self, session: SessionFacts, address: str, mail_from: str = "") -> Reply:
         """RECIPIENT_OK or POLICY_REJECTED; a failing policy gives a temporary reply."""
         try:
-            allowed = self._policy.check(session, address)
+            allowed = self._policy.check(session, address, mail_from)
         except Exception as error:
             logs.error(
                 "smtp.policy_failed",

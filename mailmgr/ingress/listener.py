@@ -14,8 +14,9 @@ from mailmgr import logs
 from mailmgr.config.models import IngressPoint, IngressPointStatus, IngressPointType, TlsPolicy
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import Authenticator, AuthThrottle, SecretSource
+from mailmgr.ingress.counters import point_counters
 from mailmgr.ingress.handler import IngressHandler
-from mailmgr.ingress.limits import AddressTable, Limits
+from mailmgr.ingress.limits import ABORT_GRACE, AddressTable, Limits
 from mailmgr.ingress.proxy import ProxyGate
 from mailmgr.ingress.seams import Acceptor, RecipientPolicy
 from mailmgr.ingress.settings import SessionSet, SmtpSettings, effective_size_limit
@@ -97,6 +98,7 @@ class IngressServer:
         self._handler = IngressHandler(ingress_point, acceptor, recipient_policy)
         self._sessions = SessionSet(addresses)
         self._servers: list[asyncio.Server] = []
+        self._stopped: list[asyncio.Server] = []  # not serving; wait_closed() at stop()
 
     @property
     def max_message_size(self) -> int:
@@ -149,11 +151,12 @@ class IngressServer:
         self._handler = replacement._handler
 
     async def stop_accepting(self) -> None:
-        """Close the listening sockets only (their ports are free again); `stop` still ends the
-        open sessions gracefully."""
-        await self._close_servers()
+        """Close the listening sockets only (their ports are free again at once); `stop` still
+        ends the open sessions gracefully."""
+        self._stop_serving()
 
     def _protocol(self) -> asyncio.Protocol:
+        point_counters(self.ingress_point.name).opened.inc()  # every accepted connection
         if self._status is IngressPointStatus.CLOSED:
             return _ClosedProtocol()
         if self.ingress_point.proxy_protocol is not None:
@@ -161,6 +164,7 @@ class IngressServer:
         return SmtpProtocol(self._settings, self._handler, self._sessions)
 
     def _wrapped_protocol(self) -> asyncio.Protocol:
+        point_counters(self.ingress_point.name).opened.inc()
         # A CLOSED point still completes the handshake, so its 421 is readable by the client.
         closed = self._status is IngressPointStatus.CLOSED
         if self.ingress_point.proxy_protocol is not None:
@@ -235,27 +239,44 @@ class IngressServer:
         ]
 
     async def stop(self, grace: float) -> None:
-        """Stop accepting; idle sessions get 421 at once, busy ones may finish their
-        transaction within `grace` seconds; whatever is left is then closed."""
-        await self._close_servers()
-        for session in list(self._sessions.live):
+        """Stop accepting (new connections are refused from now on); idle sessions get
+        `421 4.3.2` at once, busy ones may finish their transaction — a DATA transfer and its
+        commit included — within `grace` seconds. Sessions still open then get `421 4.3.2`
+        (no 250 after it) and are closed, and aborted ABORT_GRACE later if the peer does not
+        read."""
+        self._stop_serving()
+        sessions = self._sessions
+        for session in list(sessions.live):
             session.begin_shutdown()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._sessions.wait_empty(), timeout=grace)
-        left = list(self._sessions.live)
+            await asyncio.wait_for(sessions.wait_empty(), timeout=grace)
+        left = list(sessions.live)
         for session in left:
-            session.abort()
+            session.end_shutdown()
         if left:
-            logs.warning(
-                "ingress.sessions_aborted", ingress_point=self.ingress_point.name, count=len(left)
-            )
+            logs.warning("ingress.sessions_cut", ingress_point=self.ingress_point.name,
+                         count=len(left), grace=grace)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sessions.wait_empty(), timeout=ABORT_GRACE + 0.5)
+            for session in list(sessions.live):  # e.g. a TLS handshake that never finished
+                session.abort()
             # Let connection_lost run so nothing outlives stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sessions.wait_empty(), timeout=1.0)
+                await asyncio.wait_for(sessions.wait_empty(), timeout=1.0)
+        stopped, self._stopped = self._stopped, []
+        for server in stopped:  # Python >= 3.12 waits here for the connections to be gone
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
 
-    async def _close_servers(self) -> None:
+    def _stop_serving(self) -> None:
+        """Close the listening sockets now (Server.close() closes them synchronously)."""
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
-        for server in servers:
+        self._stopped += servers
+
+    async def _close_servers(self) -> None:
+        self._stop_serving()
+        stopped, self._stopped = self._stopped, []
+        for server in stopped:
             await server.wait_closed()

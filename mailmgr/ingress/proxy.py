@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailmgr import logs
+from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import ProxyProtocol
+from mailmgr.ingress import replies
 
 V1_MAX = 107  # proxy-protocol.txt 2.1: the longest v1 line, CRLF included
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -162,11 +164,36 @@ def _feed(transport: asyncio.BaseTransport, data: bytes) -> None:
         protocol.data_received(data)
 
 
+# Fixed reason set of `mailmgr_proxy_refusals_total` (and the log's `reason`).
+REFUSAL_REASONS = ("missing", "malformed", "truncated", "timeout", "untrusted_source")
+
+
+def _kind(reason: str) -> str:
+    """The refusal's metric reason for a parser verdict (`Malformed.reason`)."""
+    return "missing" if reason == "not a PROXY header" else "malformed"
+
+
+def _proxy_start(data: bytes) -> bool | None:
+    """True when `data` opens with a PROXY v1 line or the v2 signature, False when it cannot,
+    None while it is still a prefix of one (at most 11 bytes)."""
+    for marker in (_V1_PREFIX, V2_SIGNATURE):
+        if data.startswith(marker):
+            return True
+        if marker.startswith(data):
+            return None
+    return False
+
+
 class ProxyGate(asyncio.Protocol):
     """Stands in front of the SMTP protocol on a ProxyProtocol point. From a trusted source it
     reads the header (within TimeoutSeconds, before any banner or TLS handshake), then builds
-    the session with the header's source as the client address; an untrusted source gets a
-    plain session at once (its own address; a PROXY line it sends is an unknown command)."""
+    the session with the header's source as the client address. An untrusted source gets its
+    session (its own address, banner) at once; the gate only looks at its first bytes: a PROXY
+    v1 line or v2 signature there gets `421 4.7.0` and the connection closes (as Haraka does),
+    anything else goes to the session and the gate steps aside.
+
+    Every refusal is logged once (`ingress.proxy_refused`, reason from REFUSAL_REASONS, detail)
+    and counted in `mailmgr_proxy_refusals_total{ingress_point, reason}`."""
 
     def __init__(
         self,
@@ -181,6 +208,8 @@ class ProxyGate(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._peer = ""
+        # Untrusted source: the protocol its bytes go to once they are not a PROXY header.
+        self._next: asyncio.BaseProtocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -189,28 +218,66 @@ class ProxyGate(asyncio.Protocol):
         self._peer = str(peer[0])
         if not trusted(self._config, self._peer):
             self._hand_over(None, b"")
+            if not transport.is_closing():  # admitted: watch its first bytes
+                self._next = transport.get_protocol()  # the session, or its TLS layer
+                transport.set_protocol(self)
             return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._config.timeout_seconds, self._refuse, "timeout")
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
+        if self._next is not None:
+            return self._watch()
         result = parse(self._buf)
         if isinstance(result, Incomplete):
             return
         if isinstance(result, Malformed):
-            self._refuse(result.reason)
+            self._refuse(_kind(result.reason), result.reason)
             return
         rest, self._buf = self._buf[result.length:], b""
         self._cancel()
         self._hand_over(result.source, rest)
 
+    def _watch(self) -> None:
+        """An untrusted source's first bytes: refuse a PROXY header, else step aside."""
+        starts = _proxy_start(self._buf)
+        if starts is None:
+            return
+        transport, rest = self._transport, self._buf
+        assert transport is not None and self._next is not None
+        self._buf = b""
+        if starts:
+            if not transport.is_closing():
+                transport.write(replies.PROXY_UNTRUSTED.line())
+            self._refuse("untrusted_source", "PROXY header from an untrusted source")
+            return
+        transport.set_protocol(self._next)
+        self._next = None
+        if not transport.is_closing():
+            _feed(transport, rest)
+
     def eof_received(self) -> bool | None:
-        self._refuse("truncated header" if self._buf else "no header")
+        if self._next is not None:
+            return self._next.eof_received()  # type: ignore[attr-defined, no-any-return]
+        if self._buf:
+            self._refuse("truncated", "connection closed inside the header")
+        else:
+            self._refuse("missing", "connection closed before a header")
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        if self._next is not None:
+            self._next.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._next is not None:
+            self._next.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._next is not None:
+            self._next.resume_writing()
 
     def _hand_over(self, source: tuple[str, int] | None, rest: bytes) -> None:
         transport = self._transport
@@ -226,11 +293,15 @@ class ProxyGate(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, detail: str = "") -> None:
         self._cancel()
         if self._transport is not None and not self._transport.is_closing():
             logs.warning(
                 "ingress.proxy_refused", ingress_point=self._point, peer_ip=self._peer,
-                reason=reason,
+                reason=reason, detail=detail or reason,
             )
-            self._transport.abort()
+            METRICS.proxy_refusals.labels(self._point, reason).inc()
+            if reason == "untrusted_source":
+                self._transport.close()  # the 421 goes out first
+            else:
+                self._transport.abort()

@@ -24,6 +24,7 @@ class Acceptor(Protocol):
 class RecipientPolicy(Protocol):
     """The traffic policy's per-recipient decision at RCPT time (semantics.md §3)."""
 
-    def check(self, session: SessionFacts, recipient: str) -> bool:
-        """True accepts the recipient; False rejects it with 550 5.7.1. Must not block."""
+    def check(self, session: SessionFacts, recipient: str, mail_from: str = "") -> bool:
+        """True accepts the recipient; False rejects it with 550 5.7.1. Must not block.
+        `mail_from`: the transaction's envelope sender ("" for `<>`), for the policy's logs."""
         ...

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import MECHANISMS, Authenticator, AuthThrottle
-from mailmgr.ingress.limits import AddressTable, Limits, address_key
+from mailmgr.ingress.limits import AddressTable, Limit, Limits, address_key
 from mailmgr.ingress.replies import Reply
 from mailmgr.ingress.truststore import TrustAnchors
 from mailmgr.message import SessionFacts
@@ -124,14 +124,22 @@ class SessionSet:
         self._empty.clear()
         return True
 
-    def mail_refusal(self, session: SmtpProtocol, count: int, limits: Limits) -> Reply | None:
-        """The 421 for the `count`-th MAIL of a session when MessagesPerConnection or its
-        address's MessagesPerAddressPerMinute is spent; None: go ahead (and counted)."""
-        if count > limits.messages_per_connection:
-            return replies.TOO_MANY_MESSAGES
-        if not self.table.message(self.live.get(session, ""), limits):
-            return replies.MESSAGE_RATE_EXCEEDED
-        return None
+    def mail_refusal(self, session: SmtpProtocol, messages: int, recipients: int,
+                     limits: Limits) -> Reply | None:
+        """The limit's reply to a MAIL of a session that opened `messages` transactions and
+        asked for `recipients` recipients so far; None: go ahead (counted). AddressTable.mail"""
+        return self.table.mail(self.live.get(session, ""), messages, recipients, limits)
+
+    def rcpt_refusal(self, session: SmtpProtocol, recipients: int,
+                     limits: Limits) -> Reply | None:
+        """The limit's 451 to a RCPT; None: go ahead (counted). AddressTable.recipient"""
+        return self.table.recipient(self.live.get(session, ""), recipients, limits)
+
+    def too_many_errors(self, session: SmtpProtocol) -> bool:
+        """A session passed ErrorsPerSession: counted and logged as a refusal; True."""
+        self.table.refuse(self.live.get(session, ""), Limit.ERRORS_PER_SESSION,
+                          replies.TOO_MANY_ERRORS)
+        return True
 
     def discard(self, session: SmtpProtocol) -> None:
         key = self.live.pop(session, None)

@@ -18,6 +18,7 @@ from mailmgr import logs
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import AUTH_LINE_LIMIT
 from mailmgr.ingress.authcmd import AuthState, authenticate, read_response
+from mailmgr.ingress.counters import CONNECT, DATA_END, OTHER, command_label, point_counters
 from mailmgr.ingress.data import discard_line, read_message
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.limits import JUNK_COMMANDS, JUNK_VERBS, ConnectionTimers, DataWatch
@@ -114,9 +115,13 @@ class SmtpProtocol(SMTP):
         self._auth_user: str | None = None
         self._errors = 0  # 5xx replies sent (and junk commands past JUNK_COMMANDS)
         self._junk = 0
-        self._mails = 0  # MAIL commands that could open a transaction
+        self._mails = 0  # transactions opened (MessagesPerConnection)
+        self._rcpts = 0  # RCPTs that reached the recipient policy (RecipientsPerConnection)
+        self._counters = point_counters(handler.ingress_point.name)
+        self._verb = CONNECT  # the `command` label of the replies sent next
         outer = lambda: self.transport or self._original_transport  # noqa: E731
-        self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say)
+        self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say,
+                                        sessions.table)
 
     # ------------------------------------------------------------ connection
 
@@ -213,14 +218,21 @@ class SmtpProtocol(SMTP):
         """Close now when idle between transactions; otherwise after the current one."""
         self._stopping = True
         if self._idle and self._tx is None and self.transport is not None:
+            self._counters.reply(OTHER, replies.SHUTTING_DOWN)
             self._write_now(replies.SHUTTING_DOWN.line())
             self.transport.close()
+
+    def end_shutdown(self) -> None:
+        """Grace over: 421 4.3.2 whatever the session does (a DATA transfer or commit not done
+        by now gets no 250), close, and abort if the peer does not read it."""
+        self._timers.expire(replies.SHUTTING_DOWN)
 
     def _timeout_cb(self) -> None:
         self._timers.expire(replies.TIMEOUT)
 
     def _say(self, reply: Reply) -> None:
         if self.transport is not None:
+            self._counters.reply(OTHER, reply)
             self._write_now(reply.line())
 
     def abort(self) -> None:
@@ -244,12 +256,14 @@ class SmtpProtocol(SMTP):
         if reply.code >= 500 and self._error():
             reply = replies.TOO_MANY_ERRORS
             self._done = True
+        self._counters.reply(self._verb, reply)
         await self._send_bytes(reply.line(), flush=flush or reply.closes)
 
     def _error(self) -> bool:
         """Count one error; True once the session is past ErrorsPerSession."""
         self._errors += 1
-        return self._errors > self._settings.limits.errors_per_session
+        limit = self._settings.limits.errors_per_session
+        return self._errors > limit and self._sessions.too_many_errors(self)
 
     async def _send_bytes(self, data: bytes, *, flush: bool = False) -> None:
         """Send one reply; while further pipelined commands are already buffered, hold it back
@@ -278,6 +292,7 @@ class SmtpProtocol(SMTP):
                 return
             await self._send(replies.banner(self._settings.hostname))
             while self.transport is not None and not self._done:
+                self._verb = OTHER  # until a command line names its verb
                 if self._stopping and self._tx is None:
                     await self._send(replies.SHUTTING_DOWN)
                     break
@@ -321,6 +336,7 @@ class SmtpProtocol(SMTP):
         if not verb_bytes.isascii():
             return replies.NOT_ASCII
         verb = verb_bytes.decode("ascii").upper()
+        self._verb = command_label(verb)
         extended = self.session is not None and self.session.extended_smtp
         limit = COMMAND_LIMIT
         if extended and verb in ("MAIL", "RCPT"):
@@ -350,10 +366,6 @@ class SmtpProtocol(SMTP):
             if self._junk > JUNK_COMMANDS and self._error():
                 self._done = True
                 return replies.TOO_MANY_ERRORS
-        if verb == "MAIL" and self._tx is None:
-            self._mails += 1
-            if refusal := self._sessions.mail_refusal(self, self._mails, self._settings.limits):
-                return refusal
         self._reset_timeout()
         try:
             await method(self, arg)
@@ -392,6 +404,7 @@ class SmtpProtocol(SMTP):
         self._tx = None
         self.session.host_name = domain
         self.session.extended_smtp = True
+        self._counters.reply(self._verb, replies.OK)  # the prebuilt EHLO reply: a 250
         await self._send_bytes(
             self._settings.ehlo_tls if self._tls is not None else self._settings.ehlo_plain
         )
@@ -502,6 +515,11 @@ class SmtpProtocol(SMTP):
         )
         if not isinstance(mail, MailCommand):
             return await self._send(mail)
+        limits = self._settings.limits
+        if refusal := self._sessions.mail_refusal(self, self._mails, self._rcpts, limits):
+            self._done = refusal.closes  # 421: a per-connection budget is spent
+            return await self._send(refusal)
+        self._mails += 1
         self._tx = Transaction(
             mail_from=mail.mail_from,
             facts=self._facts(),
@@ -523,7 +541,10 @@ class SmtpProtocol(SMTP):
         if len(tx.recipients) >= MAX_RECIPIENTS:
             return await self._send(replies.TOO_MANY_RECIPIENTS)
         tx.rcpt_attempted = True
-        reply = self._handler.recipient(tx.facts, address)
+        if refusal := self._sessions.rcpt_refusal(self, self._rcpts, self._settings.limits):
+            return await self._send(refusal)
+        self._rcpts += 1
+        reply = self._handler.recipient(tx.facts, address, tx.mail_from)
         if reply.positive:
             tx.recipients.append(address)
         await self._send(reply)
@@ -542,6 +563,7 @@ class SmtpProtocol(SMTP):
                 replies.NO_VALID_RECIPIENTS if tx.rcpt_attempted else replies.NEED_RCPT
             )
         await self._send(replies.START_DATA, flush=True)
+        self._verb = DATA_END
         watch = DataWatch(self, self._reader, self._settings.limits, self._timers.expire)
         content = await read_message(self._reader, self._settings.max_message_size, watch)
         self._tx = None

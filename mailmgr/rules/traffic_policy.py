@@ -1,7 +1,8 @@
 """Traffic policies compiled once at start-up and decided per recipient at RCPT time.
 
-Owns the evaluation order (matching DENY, then matching ALLOW, then DefaultAction) and the opt-in
-DEBUG record `traffic_policy.evaluated`; the SMTP reply for a denial belongs to ingress/replies.py.
+Owns the evaluation order (matching DENY, then matching ALLOW, then DefaultAction), the opt-in
+DEBUG record `traffic_policy.evaluated`, Mail Manager's `TRAFFIC_POLICY_DEBUG_LOGS` record
+(Log.Records) and the decision counters; the SMTP reply for a denial belongs to ingress/replies.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mailmgr import logs
+from mailmgr import logs, records
+from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import (
     AcceptAction,
     BooleanOperator,
@@ -79,6 +81,17 @@ class CompiledCondition:
     test: _Test
     address_list: str | None = None  # IsInAddressList: the list's ID
 
+    def to_expression(self) -> dict[str, Any]:
+        """`{attribute, operator, value}` of Mail Manager's debug record: `value` as the config
+        gives it (the Values list, the TLS protocol string, the address list IDs)."""
+        if self.address_list is not None:
+            return {"attribute": self.attribute, "operator": self.operator.rsplit(" ", 1)[-1],
+                    "value": [self.address_list]}
+        value: str | list[str] = (
+            self.values[0] if self.expression == "TlsExpression" else list(self.values)
+        )
+        return {"attribute": self.attribute, "operator": self.operator, "value": value}
+
     def to_log(self, matched: bool) -> dict[str, Any]:
         record: dict[str, Any] = {
             "expression": self.expression,
@@ -128,12 +141,14 @@ class PolicyEvaluation:
 class CompiledTrafficPolicy:
     """A traffic policy with its conditions compiled to closures over precomputed values."""
 
-    __slots__ = ("_allow", "_deny", "_needs_ip", "arn", "default_action", "id",
-                 "max_message_size", "name", "statements")
+    __slots__ = ("_allow", "_counters", "_deny", "_needs_ip", "arn", "default_action", "id",
+                 "max_message_size", "name", "records", "statements")
 
     def __init__(
-        self, policy: TrafficPolicy, statements: tuple[CompiledStatement, ...], needs_ip: bool
+        self, policy: TrafficPolicy, statements: tuple[CompiledStatement, ...], needs_ip: bool,
+        records: bool = False,
     ) -> None:
+        """`records`: check() writes Mail Manager's TRAFFIC_POLICY_DEBUG_LOGS record."""
         self.id = policy.id
         self.name = policy.name
         self.arn = policy.arn
@@ -143,12 +158,22 @@ class CompiledTrafficPolicy:
         self._deny = tuple(s for s in statements if s.action is AcceptAction.DENY)
         self._allow = tuple(s for s in statements if s.action is AcceptAction.ALLOW)
         self._needs_ip = needs_ip
+        self.records = records
+        # mailmgr_traffic_policy_decisions cells, bound once: [0] the DefaultAction, [i]
+        # statement i (the RCPT path only indexes and increments).
+        counts = METRICS.traffic_policy_decisions
+        self._counters = (
+            counts.cell(policy.name, "default", policy.default_action.value),
+            *(counts.cell(policy.name, str(s.index), s.action.value) for s in statements),
+        )
 
     @classmethod
     def compile(
-        cls, policy: TrafficPolicy, address_lists: Mapping[str, AddressListIndex] | None = None
+        cls, policy: TrafficPolicy, address_lists: Mapping[str, AddressListIndex] | None = None,
+        *, records: bool = False,
     ) -> CompiledTrafficPolicy:
-        """Raises RuleCompileError for what the config loader should already have refused."""
+        """Raises RuleCompileError for what the config loader should already have refused.
+        `records`: write Mail Manager's debug record per check() (Log.Records)."""
         lists = address_lists or {}
         statements = tuple(
             CompiledStatement(
@@ -160,7 +185,7 @@ class CompiledTrafficPolicy:
         needs_ip = any(
             c.attribute in _IP_FAMILY for s in statements for c in s.conditions
         )
-        return cls(policy, statements, needs_ip)
+        return cls(policy, statements, needs_ip, records)
 
     def _subject(self, session: SessionFacts, recipient: str) -> _Subject:
         family, ip = 0, 0
@@ -199,16 +224,30 @@ class CompiledTrafficPolicy:
                 break
         return PolicyEvaluation(decision, results)
 
-    def check(self, session: SessionFacts, recipient: str) -> PolicyDecision:
-        """decide(), plus the `traffic_policy.evaluated` record when DEBUG logging is on.
+    def check(self, session: SessionFacts, recipient: str, mail_from: str = "") -> PolicyDecision:
+        """decide() at RCPT, counted in mailmgr_traffic_policy_decisions_total, plus the
+        `traffic_policy.evaluated` record when DEBUG logging is on and Mail Manager's
+        TRAFFIC_POLICY_DEBUG_LOGS record when Log.Records is on (`mail_from`: the envelope
+        sender, "" for `<>`).
 
-        The record is only built when it will be written: the RCPT path stays cheap."""
-        if not _logger.isEnabledFor(logging.DEBUG):
-            return self.decide(session, recipient)
+        The full trace is only built when a record will be written: the RCPT path stays cheap."""
+        if self.records or _logger.isEnabledFor(logging.DEBUG):
+            return self._traced(session, recipient, mail_from)
+        decision = self.decide(session, recipient)
+        self._counters[decision.statement or 0][0] += 1
+        return decision
+
+    def _traced(self, session: SessionFacts, recipient: str, mail_from: str) -> PolicyDecision:
         evaluation = self.evaluate(session, recipient)
-        logs.event(EVALUATED_EVENT, logging.DEBUG,
-                   **debug_record(self, evaluation, session, recipient))
-        return evaluation.decision
+        if _logger.isEnabledFor(logging.DEBUG):
+            logs.event(EVALUATED_EVENT, logging.DEBUG,
+                       **debug_record(self, evaluation, session, recipient))
+        if self.records:
+            records.write(records.TRAFFIC_POLICY_DEBUG_LOGS,
+                          mailmanager_record(self, evaluation, session, recipient, mail_from))
+        decision = evaluation.decision
+        self._counters[decision.statement or 0][0] += 1
+        return decision
 
 
 def debug_record(
@@ -242,6 +281,47 @@ def debug_record(
         "decision": decision.decision.value,
         "statement": decision.statement,
         "verdict": "ACCEPT" if decision.decision is AcceptAction.ALLOW else "REJECT",
+    }
+
+
+def mailmanager_record(
+    policy: CompiledTrafficPolicy,
+    evaluation: PolicyEvaluation,
+    session: SessionFacts,
+    recipient: str,
+    mail_from: str,
+) -> dict[str, Any]:
+    """The fields of Mail Manager's TRAFFIC_POLICY_DEBUG_LOGS record (semantics.md §6):
+    `traffic_policy_evaluation` lists every statement in config order (each condition evaluated,
+    `expressionResult` a boolean), then the DefaultAction (scope Recipient, matched when no
+    statement decided), then the size limit (scope Data, checked at end of DATA)."""
+    decision = evaluation.decision
+    trace: list[dict[str, Any]] = [
+        {
+            "action": r.statement.action.value,
+            "conditions": [
+                {"expression": c.to_expression(), "expressionResult": ok}
+                for c, ok in zip(r.statement.conditions, r.results, strict=True)
+            ],
+            "policyStatementMatched": r.matched,
+        }
+        for r in evaluation.statements
+    ]
+    trace.append({"action": policy.default_action.value, "scope": "Recipient",
+                  "policyStatementMatched": decision.statement is None})
+    trace.append({"scope": "Data", "maxMessageSizeBytes": policy.max_message_size or None})
+    return {
+        "ingress_point_id": session.ingress_point_id,
+        "ingress_point_session_id": records.session_id(session),
+        "traffic_policy_id": policy.id,
+        "traffic_policy_evaluation": trace,
+        "traffic_policy_verdict": "ACCEPT" if decision.decision is AcceptAction.ALLOW else "REJECT",
+        "sender_ip_address": session.peer_ip,
+        "smtp_mail_from": mail_from,
+        "smtp_helo": session.helo,
+        "tls_protocol": session.tls_protocol,
+        "tls_cipher_suite": session.tls_cipher,
+        "recipient": recipient,
     }
 
 

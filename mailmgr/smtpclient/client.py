@@ -89,9 +89,8 @@ class SmtpConnection:
     ) -> SmtpConnection:
         """Connect, read the greeting, EHLO (HELO if refused), STARTTLS when offered and a
         context is given (TlsUnavailable when required and not offered), EHLO again."""
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=64 * 1024), timeouts.connect
-        )
+        async with asyncio.timeout(timeouts.connect):
+            reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024)
         conn = cls(reader, writer, timeouts, Reply(0, ()))
         try:
             conn.greeting = await conn.reply(timeouts.greeting)
@@ -102,10 +101,8 @@ class SmtpConnection:
                 reply = await conn.command("STARTTLS", timeouts.command)
                 if reply.code != 220:
                     raise SmtpReplyError("STARTTLS", reply)
-                await asyncio.wait_for(
-                    writer.start_tls(context, server_hostname=server_name or host),
-                    timeouts.connect,
-                )
+                async with asyncio.timeout(timeouts.connect):
+                    await writer.start_tls(context, server_hostname=server_name or host)
                 conn.tls = True
                 await conn.hello(helo_name)  # RFC 3207: forget what was learnt before TLS
             elif tls_required:
@@ -137,7 +134,8 @@ class SmtpConnection:
     async def send(self, data: bytes, seconds: float) -> None:
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.writer.drain()
         except BaseException:
             self.broken = True
             raise
@@ -234,7 +232,8 @@ class SmtpConnection:
         self.broken = True
         self.writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.writer.wait_closed(), 5.0)
+            async with asyncio.timeout(5.0):
+                await self.writer.wait_closed()
 
     def abort(self) -> None:
         self.broken = True

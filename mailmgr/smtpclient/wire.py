@@ -78,7 +78,8 @@ async def read_reply(reader: asyncio.StreamReader, seconds: float) -> Reply:
     code = ""
     while len(lines) < MAX_REPLY_LINES:
         try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\n"), seconds)
+            async with asyncio.timeout(seconds):
+                raw = await reader.readuntil(b"\n")
         except asyncio.IncompleteReadError as exc:
             raise SmtpProtocolError("the server closed the connection") from exc
         except asyncio.LimitOverrunError as exc:

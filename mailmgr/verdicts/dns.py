@@ -254,7 +254,8 @@ class DnsResolver:
         flight = self._flights.get((key, rdtype))
         if flight is not None and flight.get_loop() is loop:
             try:
-                return await asyncio.wait_for(asyncio.shield(flight), self._budget(budget))
+                async with asyncio.timeout(self._budget(budget)):
+                    return await asyncio.shield(flight)
             except TimeoutError:
                 return DnsAnswer(Outcome.ERROR, reason="timeout")
         flight = loop.create_future()

@@ -151,8 +151,8 @@ async def _bounded(task: Awaitable[T | None], deadline: float) -> T | None:
     cannot be stopped; it ends on its own deadline)."""
     future = asyncio.ensure_future(task)
     try:
-        return await asyncio.wait_for(asyncio.shield(future),
-                                      max(0.0, deadline - time.monotonic()))
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            return await asyncio.shield(future)
     except TimeoutError:
         future.cancel()
         return None

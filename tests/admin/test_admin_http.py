@@ -145,7 +145,8 @@ def test_dockerfile_healthcheck_probes_liveness(tmp_path, server_factory):
     dockerfile = (ROOT / "Dockerfile").read_text()
     exec_form = dockerfile.split("HEALTHCHECK", 1)[1].split("CMD", 1)[1].splitlines()[0]
     argv = json.loads(exec_form)
-    assert argv[0] == "python" and "/healthz/live" in argv[2] and ":9025/" in argv[2]
+    assert argv[0] == "/opt/mailmgr/venv/bin/python"  # the image's venv (Dockerfile)
+    assert "/healthz/live" in argv[2] and ":9025/" in argv[2]
     server: ServerProcess = server_factory(basic_config(tmp_path)).start()
     probe = argv[2].replace(":9025/", f":{server.admin_port}/")
     assert subprocess.run([sys.executable, "-c", probe], timeout=20).returncode == 0

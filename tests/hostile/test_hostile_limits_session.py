@@ -105,7 +105,7 @@ async def test_data_timeout_between_chunks() -> None:
 
 async def test_slow_data_transfer_is_ended() -> None:
     # 20 bytes every 0.3 s (~67 B/s) never stalls long enough for the DATA timeout, but stays
-    # below MinDataRateBytesPerSecond over the rate window (10 s).
+    # below MinDataRateBytesPerSecond over the rate window (min(10 s, DataTimeoutSeconds)).
     limits = ServerLimits(min_data_rate=256, data_timeout=5.0)
     async with limited_server(limits) as server:
         client = await _in_data(server.addresses()[0][1])
@@ -122,7 +122,7 @@ async def test_slow_data_transfer_is_ended() -> None:
                 421, ["4.4.2 Message data arriving too slowly, closing connection"])
         finally:
             task.cancel()
-        assert 9.5 < time.monotonic() - start < 13
+        assert 4.5 < time.monotonic() - start < 8
         await client.close()
 
 
@@ -203,7 +203,7 @@ async def test_messages_per_address_per_minute_span_connections() -> None:
             await client.command("EHLO c.test")
             codes.append((await client.command("MAIL FROM:<a@x.test>"))[0])
             await client.close()
-        assert codes == [250, 250, 421]
+        assert codes == [250, 250, 451]  # transaction-level: 451 4.7.1, session usable
         other = await raw_client(port, "127.0.0.2")
         assert (await other.reply())[0] == 220
         await other.command("EHLO c.test")

@@ -134,7 +134,7 @@ class DenyListPolicy:
     asked: list[tuple[SessionFacts, str]] = field(default_factory=list)
     fail: bool = False
 
-    def check(self, session: SessionFacts, recipient: str) -> bool:
+    def check(self, session: SessionFacts, recipient: str, mail_from: str = "") -> bool:
         self.asked.append((session, recipient))
         if self.fail:
             raise RuntimeError("address list file /etc/secret/list.csv unreadable")

@@ -258,7 +258,7 @@ async def test_stop_closes_idle_and_lets_busy_finish(running: Running, connect: 
         await RawClient.connect(host, port)
 
 
-async def test_stop_aborts_sessions_after_grace(running: Running, connect: Connect) -> None:
+async def test_stop_ends_sessions_with_421_after_grace(running: Running, connect: Connect) -> None:
     busy = await connect(running.host, running.port)
     await _ehlo(busy)
     assert (await busy.command("MAIL FROM:<a@x>"))[0] == 250
@@ -267,7 +267,7 @@ async def test_stop_aborts_sessions_after_grace(running: Running, connect: Conne
     await running.server.stop(grace=0.2)
     assert loop.time() - started < 2
     assert not running.server.active_sessions
-    assert await busy.reader.read() == b""
+    assert await busy.reader.read() == b"421 4.3.2 Service shutting down, closing connection\r\n"
 
 
 async def test_silent_client_times_out_with_421(

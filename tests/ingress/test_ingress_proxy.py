@@ -1,5 +1,6 @@
-"""PROXY protocol v1/v2 on a real listener: hand-made headers over raw sockets (HAProxy is not
-installed here), trusted and untrusted sources, refusals before any banner, implicit TLS."""
+"""PROXY protocol v1/v2 on a real listener: hand-made headers over raw sockets (a real HAProxy:
+tests/e2e/test_haproxy.py), trusted and untrusted sources, refusals before any banner and their
+counts, implicit TLS."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ingress_support import (
 )
 
 from mailmgr import logs
+from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import ListenAddress, ProxyProtocol, ServerLimits
 from mailmgr.ingress import IngressServer
 from mailmgr.ingress.proxy import V2_SIGNATURE
@@ -196,17 +198,105 @@ async def test_timeout_closes_without_banner_and_is_logged(start_proxy: StartPro
     assert "Traceback" not in stream.getvalue()
 
 
+def _refusals(reason: str) -> float:
+    value = METRICS.registry.get_sample_value(
+        "mailmgr_proxy_refusals_total", {"ingress_point": "test", "reason": reason})
+    return value or 0.0
+
+
 async def test_untrusted_source_is_a_plain_session(start_proxy: StartProxy) -> None:
     server, acceptor = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),))
     client = await RawClient.connect("127.0.0.1", server.addresses()[0][1])
-    assert (await client.reply())[0] == 220  # banner at once, no header awaited
-    # A header from an untrusted source is only an unknown command: it changes nothing.
-    assert (await client.command(v1("203.0.113.7").rstrip()))[0] == 500
-    await client.close()
-    client = await RawClient.connect("127.0.0.1", server.addresses()[0][1])
-    await _send_message(client)
+    await _send_message(client)  # banner at once, no header awaited; then a normal session
     await client.close()
     assert acceptor.accepted[0].session.peer_ip == "127.0.0.1"
+
+
+@pytest.mark.parametrize("header", [
+    v1("203.0.113.7"), v2("203.0.113.7"), v2(None, local=True), b"PROXY UNKNOWN\r\n",
+])
+async def test_untrusted_source_sending_a_header_is_dropped(
+    start_proxy: StartProxy, header: bytes
+) -> None:
+    stream = io.StringIO()
+    logs.setup("json", stream=stream)
+    before = _refusals("untrusted_source")
+    try:
+        server, acceptor = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),))
+        client = await RawClient.connect("127.0.0.1", server.addresses()[0][1])
+        assert (await client.reply())[0] == 220
+        await client.send(header + b"EHLO client.test\r\n")
+        rest = await asyncio.wait_for(client.reader.read(), 5)  # then EOF: closed
+        await client.close()
+    finally:
+        logs.setup("json")
+    assert rest == b"421 4.7.0 PROXY header not accepted from this address, closing connection\r\n"
+    assert acceptor.accepted == []
+    assert _refusals("untrusted_source") == before + 1
+    refused = [json.loads(line) for line in stream.getvalue().splitlines()
+               if '"ingress.proxy_refused"' in line]
+    assert [(r["reason"], r["peer_ip"]) for r in refused] == [("untrusted_source", "127.0.0.1")]
+
+
+async def test_untrusted_header_split_across_segments_is_dropped(start_proxy: StartProxy) -> None:
+    server, _ = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),))
+    client = await RawClient.connect("127.0.0.1", server.addresses()[0][1])
+    assert (await client.reply())[0] == 220
+    await client.send(b"PRO")
+    await asyncio.sleep(0.05)
+    await client.send(b"XY TCP4 203.0.113.7 192.0.2.1 1 25\r\n")
+    assert (await client.reply())[0] == 421
+    await client.close()
+
+
+async def test_untrusted_first_bytes_like_a_header_but_not_one_pass(
+    start_proxy: StartProxy,
+) -> None:
+    server, _ = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),))
+    client = await RawClient.connect("127.0.0.1", server.addresses()[0][1])
+    assert (await client.reply())[0] == 220
+    await client.send(b"PR")  # a prefix of "PROXY ": held, then handed on with what follows
+    await asyncio.sleep(0.05)
+    assert (await client.command("OBE"))[0] == 500  # "PROBE": an unknown command, not a 421
+    assert (await client.command("NOOP"))[0] == 250
+    await client.close()
+
+
+async def test_untrusted_implicit_tls_header_is_dropped_before_the_handshake(
+    start_proxy: StartProxy,
+) -> None:
+    server, _ = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),), wrapped=True)
+    got = await _refused(server.wrapped_addresses()[0][1], v2("203.0.113.7"))
+    assert got.startswith(b"421 4.7.0 ")
+
+
+async def test_untrusted_implicit_tls_session_passes_the_gate(
+    start_proxy: StartProxy, certs: Certs
+) -> None:
+    server, acceptor = await start_proxy(trusted=(ipaddress.ip_network("10.0.0.0/8"),),
+                                         wrapped=True)
+    port = server.wrapped_addresses()[0][1]
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=certs.client_context(), server_hostname="localhost")
+    client = RawClient(reader, writer)
+    await _send_message(client)  # the ClientHello went through the gate to the TLS layer
+    await client.close()
+    assert acceptor.accepted[0].session.peer_ip == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("data", "eof", "reason"), [
+    (b"EHLO client.test\r\n", False, "missing"),
+    (b"", True, "missing"),
+    (b"PROXY TCP4 203.0.113.7 192.0.2.1 99999 25\r\n", False, "malformed"),
+    (v2("203.0.113.7")[:20], True, "truncated"),
+])
+async def test_refusals_are_counted_by_reason(
+    start_proxy: StartProxy, data: bytes, eof: bool, reason: str
+) -> None:
+    before = _refusals(reason)
+    server, _ = await start_proxy()
+    assert await _refused(server.addresses()[0][1], data, eof=eof) == b""
+    assert _refusals(reason) == before + 1
 
 
 async def test_per_address_cap_counts_the_proxied_address(start_proxy: StartProxy) -> None:
