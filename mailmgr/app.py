@@ -33,6 +33,7 @@ from mailmgr.ingress.tls import server_context
 from mailmgr.ingress.truststore import TrustAnchors, load_trust_store
 from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
 from mailmgr.pipeline import Pipeline, compile_rule_sets
+from mailmgr.queue.service import QueueService
 from mailmgr.records import IngressRecords
 from mailmgr.reload import (
     Closable,
@@ -182,13 +183,14 @@ class App:
             self.servers.append(srv)
         store = self._store
         record_loaded(self.config)  # mailmgr_config_info{hash}
-        METRICS.watch_spool(lambda: store.stats.pending)
+        METRICS.watch_spool(store.counts)
         METRICS.watch_connections(
             lambda: [(s.ingress_point.name, s.active_sessions) for s in self.servers]
         )
         admin_addresses: list[str] = []
         if server.admin.listen:  # after recovery and every SMTP bind: ready from the first answer
-            self.admin = AdminServer(server.admin, METRICS)
+            self.admin = AdminServer(server.admin, METRICS,
+                                     queue=QueueService(self._store, self._worker))
             admin_addresses = await self.admin.start()
             self.admin.ready = True
         logs.event(

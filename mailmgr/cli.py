@@ -1,4 +1,4 @@
-"""The `mailmgr` command: serve | check-config | explain | archive search/get | certs ....
+"""The `mailmgr` command: serve | check-config | explain | archive search/get | queue | certs ....
 
 Parses arguments and turns expected errors (config problems, missing files, bad values) into a
 clear message and an exit status; no traceback reaches the terminal for those.
@@ -130,6 +130,24 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     return get_command(config, args.id, archive=args.archive, out=sys.stdout.buffer)
 
 
+def _cmd_queue(args: argparse.Namespace) -> int:
+    from mailmgr.queue.commands import Request, run
+
+    config = _load(args.config)
+    logs.setup(config.server.log_format, config.server.log_level)  # queue.deleted, offline
+    command = args.queue_command
+    if command == "retry":
+        if bool(args.id) == bool(args.all):
+            print("mailmgr queue retry: give one message ID or --all", file=sys.stderr)
+            return 2
+        request = Request("retry_all") if args.all else Request("retry", args.id)
+    elif command == "list":
+        request = Request("list", state=args.state)
+    else:
+        request = Request(command, args.id)
+    return run(config, request, as_json=getattr(args, "json", False))
+
+
 def _serial(text: str) -> int:
     """A serial as certificates print it: hex, with or without colons (`0A:DE:EB:89`)."""
     try:
@@ -229,6 +247,27 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("id", help="archived message ID")
     g.add_argument("--archive", help="archive name, ID or ARN")
     g.set_defaults(func=_cmd_archive)
+
+    p = sub.add_parser("queue", help="list, show, retry or delete messages in the spool")
+    qsub = p.add_subparsers(dest="queue_command", required=True)
+    q = qsub.add_parser("list", parents=[common], help="unfinished messages, oldest first")
+    q.add_argument("--state", choices=["pending", "retrying", "all"], default="all",
+                   help="retrying: a temporary failure recorded or the next attempt later; "
+                        "pending: the others (default: all)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = qsub.add_parser("show", parents=[common],
+                        help="envelope, session, verdicts and progress of one message")
+    q.add_argument("id", help="message ID (as in `250 ... queued as ID`)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = qsub.add_parser("retry", parents=[common], help="make a message (or all) due now")
+    q.add_argument("id", nargs="?", help="message ID")
+    q.add_argument("--all", action="store_true", help="every message waiting for a retry")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = qsub.add_parser("delete", parents=[common],
+                        help="finish a message unprocessed (it is not delivered)")
+    q.add_argument("id", help="message ID")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_queue)
 
     p = sub.add_parser("certs", help="development certificates for smoke tests")
     csub = p.add_subparsers(dest="certs_command", required=True)

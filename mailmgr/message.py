@@ -217,6 +217,7 @@ class ProcessingState:
     attempts: int = 0  # temporary failures of the current action so far
     first_failure_at: float | None = None
     next_attempt_at: float = 0.0
+    last_error: str | None = None  # the latest temporary failure, short (<= 300 chars)
     action_data: tuple[tuple[str, str], ...] = ()  # key -> JSON text
     done: bool = False
 
@@ -233,6 +234,7 @@ class ProcessingState:
             "attempts": self.attempts,
             "first_failure_at": self.first_failure_at,
             "next_attempt_at": self.next_attempt_at,
+            "last_error": self.last_error,
             "action_data": [list(d) for d in self.action_data],
             "done": self.done,
         }
@@ -254,6 +256,7 @@ class ProcessingState:
             attempts=int(data.get("attempts", 0)),
             first_failure_at=data.get("first_failure_at"),
             next_attempt_at=float(data.get("next_attempt_at", 0.0)),
+            last_error=data.get("last_error"),
             action_data=tuple((str(k), str(v)) for k, v in data.get("action_data", [])),
             done=bool(data.get("done", False)),
         )

@@ -136,7 +136,8 @@ async def execute(
     return state
 
 
-_RETRY_RESET: dict[str, Any] = {"attempts": 0, "first_failure_at": None, "next_attempt_at": 0.0}
+_RETRY_RESET: dict[str, Any] = {"attempts": 0, "first_failure_at": None, "next_attempt_at": 0.0,
+                               "last_error": None}
 
 
 def _next_rule(state: ProcessingState) -> ProcessingState:
@@ -235,6 +236,7 @@ class _Walk:
                     attempts=state.attempts + 1,
                     first_failure_at=first,
                     next_attempt_at=t + delay,
+                    last_error=reason[:300],  # shown by `mailmgr queue`; bounded
                     action_data=data,
                     done=False,
                 )

@@ -6,11 +6,16 @@ and code, never from clients (no addresses, no message IDs).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from mailmgr.spool.store import SpoolCounts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # end-of-DATA -> 250: the spool's group commit (fdatasync) dominates; buckets in seconds.
@@ -23,20 +28,34 @@ _ACTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 class _StateCollector(Collector):
     """Gauges read from the running server at scrape time (no hot-path cost):
-    `mailmgr_spool_messages{state}` and `mailmgr_connections_current{ingress_point}`."""
+    `mailmgr_spool_messages{state}`, `mailmgr_spool_oldest_message_age_seconds` and
+    `mailmgr_connections_current{ingress_point}`."""
 
     def __init__(self) -> None:
-        self.pending: Callable[[], int] | None = None
+        self.spool: Callable[[float], SpoolCounts] | None = None
         self.connections: Callable[[], Iterable[tuple[str, int]]] | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        # --- spool (mailmgr queue) ---
         spool = GaugeMetricFamily(
-            "mailmgr_spool_messages", "Messages in the spool not yet finished, by state",
+            "mailmgr_spool_messages",
+            "Unfinished messages in the spool: retrying = a temporary action failure recorded "
+            "or the next attempt scheduled for later; pending = the others",
             labels=["state"],
         )
-        if self.pending is not None:
-            spool.add_metric(["pending"], float(self.pending()))
+        oldest = GaugeMetricFamily(
+            "mailmgr_spool_oldest_message_age_seconds",
+            "Seconds since the oldest unfinished message in the spool was accepted (0: empty)",
+        )
+        if self.spool is not None:
+            now = time.time()
+            counts = self.spool(now)
+            spool.add_metric(["pending"], float(counts.pending))
+            spool.add_metric(["retrying"], float(counts.retrying))
+            age = 0.0 if counts.oldest_received_at is None else now - counts.oldest_received_at
+            oldest.add_metric([], max(0.0, age))
         yield spool
+        yield oldest
         current = GaugeMetricFamily(
             "mailmgr_connections_current", "Open SMTP connections, by ingress point",
             labels=["ingress_point"],
@@ -177,9 +196,10 @@ class Metrics:
             "the SHA-256 of the resolved config", registry=self.registry,
         )
 
-    def watch_spool(self, pending: Callable[[], int] | None) -> None:
-        """Where `mailmgr_spool_messages{state="pending"}` is read from (None: the spool closed)."""
-        self._state.pending = pending
+    def watch_spool(self, counts: Callable[[float], SpoolCounts] | None) -> None:
+        """Where the spool gauges are read from at scrape time: a function of the current epoch
+        time (SpoolStore.counts); None: the spool closed."""
+        self._state.spool = counts
 
     def watch_connections(self, live: Callable[[], Iterable[tuple[str, int]]] | None) -> None:
         """Where `mailmgr_connections_current` is read from: (ingress point name, open sessions)

@@ -1,7 +1,9 @@
-"""The admin HTTP server (aiohttp, same event loop): /healthz/live, /healthz/ready, /metrics.
+"""The admin HTTP server (aiohttp, same event loop): /healthz/live, /healthz/ready, /metrics,
+and the /queue routes of `mailmgr queue` (mailmgr.admin.queue_api) when given a QueueService.
 
 Readiness is set by the composition root (mailmgr.app): ready once recovery finished and every
-SMTP listener is bound; not ready again as soon as a graceful shutdown begins (draining).
+SMTP listener is bound, while the spool is writable (its latest write succeeded and its folder
+is writable: no write per probe); not ready again as soon as a graceful shutdown begins.
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mailmgr.admin.metrics import CONTENT_TYPE, Metrics
+from mailmgr.admin.queue_api import QueueRoutes
 from mailmgr.config.models import AdminSettings
+from mailmgr.queue.service import QueueService
 
 _PROBES = ("/healthz/live", "/healthz/ready")
 
 
 class AdminServer:
-    """Serves the probes and /metrics on `settings.listen`; nothing else answers but 404.
+    """Serves the probes, /metrics and (with `queue`) /queue on `settings.listen`; nothing else
+    answers but 404.
 
     A configured token is required as `Authorization: Bearer <token>` on everything but
     /healthz/* (401 otherwise)."""
 
-    def __init__(self, settings: AdminSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: AdminSettings, metrics: Metrics,
+                 queue: QueueService | None = None) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._queue = queue
         self._expected = (
             None if settings.token is None else f"Bearer {settings.token}".encode()
         )
@@ -35,6 +42,8 @@ class AdminServer:
         app.router.add_get("/healthz/live", self._live)
         app.router.add_get("/healthz/ready", self._ready)
         app.router.add_get("/metrics", self._scrape)
+        if queue is not None:
+            QueueRoutes(queue).register(app.router)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._started = False
 
@@ -73,6 +82,8 @@ class AdminServer:
             return web.Response(status=503, text="draining\n")
         if not self.ready:
             return web.Response(status=503, text="starting\n")
+        if self._queue is not None and not self._queue.writable:
+            return web.Response(status=503, text="spool not writable\n")
         return web.Response(text="ready\n")
 
     async def _scrape(self, request: web.Request) -> web.Response:

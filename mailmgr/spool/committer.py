@@ -38,6 +38,7 @@ class CommitStats:
     dir_fsyncs: int = 0
     bytes_written: int = 0
     failed_batches: int = 0
+    last_failed: bool = False  # the latest batch failed (readiness: the spool is not writable)
 
 
 Durable = Callable[[list[Location]], None]
@@ -208,6 +209,7 @@ class GroupCommitter:
             dir_fsyncs=s.dir_fsyncs + result.dir_fsyncs,
             bytes_written=s.bytes_written + result.written,
             failed_batches=s.failed_batches + (0 if ok else 1),
+            last_failed=not ok,
         )
         for seq in result.opened:
             self._on_opened(seq)

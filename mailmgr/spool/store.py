@@ -66,6 +66,15 @@ class SpoolStats:
     pending: int
 
 
+@dataclass(frozen=True)
+class SpoolCounts:
+    """Unfinished messages split by state at one instant (see `SpoolStore.counts`)."""
+
+    pending: int  # waiting for (or in) their first run: no temporary failure recorded
+    retrying: int  # a temporary failure recorded, or scheduled for a later attempt
+    oldest_received_at: float | None  # epoch seconds of the oldest unfinished message
+
+
 def _read(path: Path, offset: int, length: int) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -337,6 +346,28 @@ class SpoolStore:
     def peek_state(self, message_id: str) -> ProcessingState:
         """The latest durable state without reading the message; KeyError if not pending."""
         return self._index.live[message_id].state
+
+    def counts(self, now: float) -> SpoolCounts:
+        """Pending vs retrying (attempts > 0 or next_attempt_at > now) and the oldest arrival;
+        one pass over the in-memory index (no I/O), for metrics at scrape time."""
+        retrying = 0
+        oldest: float | None = None
+        for entry in self._index.live.values():
+            state = entry.state
+            if state.attempts > 0 or state.next_attempt_at > now:
+                retrying += 1
+            if oldest is None or entry.received_at < oldest:
+                oldest = entry.received_at
+        return SpoolCounts(len(self._index.live) - retrying, retrying, oldest)
+
+    @property
+    def writable(self) -> bool:
+        """Readiness: open, the latest batch written (and fdatasync'd) without error, and the
+        segment folder writable for this process (one access(2) call; no write per probe)."""
+        committer = self._committer
+        if committer is None or self._closed or committer.stats.last_failed:
+            return False
+        return os.access(self._segments_dir, os.W_OK | os.X_OK)
 
     @property
     def stats(self) -> SpoolStats:

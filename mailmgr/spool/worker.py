@@ -4,7 +4,10 @@ must not write records itself except through the store (checkpoint, finish).
 
 Every pending id is in exactly one of: queued, in flight, scheduled, or (after an overflow) only
 in the store until the rescan picks it up. That is what keeps a message from being processed by
-two workers at once, and from being lost when the queue is full.
+two workers at once, and from being lost when the queue is full. The operator's commands
+(`mailmgr queue` through the admin listener: retry_now, retry_all, delete) move ids within that
+same bookkeeping; delete refuses an id in flight and keeps it from starting until its DONE
+record is durable.
 
 Processing yields to ingest: while messages are being submitted fast (SMTP accepts), at most
 `busy_concurrency` run at once, so the accept path keeps the event loop; a message waits for that
@@ -47,6 +50,10 @@ DELAYED_KEY = "spool.start-delayed"  # the next start of a restart-looping messa
 MAX_STARTS = 3  # unfinished starts of a message before its next one is delayed
 GIVE_UP_STARTS = 8  # unfinished starts after which it is set aside in quarantine/
 _POISON_BACKOFF = 60.0  # first delay after MAX_STARTS; doubles per start, capped at 1 h
+
+
+class InFlight(Exception):
+    """The message is being processed right now (an operator's delete must wait)."""
 
 
 class Processor(Protocol):
@@ -105,6 +112,7 @@ class SpoolWorker:
         self._heavy_ids: set[str] = set()  # ids known to be heavy (from their size)
         self._parked: dict[str, None] = {}  # heavy ids waiting for the heavy lane, in order
         self._survived: dict[str, int] = {}  # id -> start count of a run that raised
+        self._deleting: set[str] = set()  # ids an operator is deleting: never started
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -169,6 +177,65 @@ class SpoolWorker:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.01)
+
+    # --- operator commands (mailmgr queue, through the admin listener) -------------------------
+
+    def status(self, mid: str) -> tuple[str, float | None]:
+        """(`queued` | `in-flight` | `scheduled` | `parked` | `waiting`, when it is scheduled
+        in epoch seconds or None). `waiting`: only in the store until the rescan admits it."""
+        if mid in self._inflight:
+            return "in-flight", None
+        if mid in self._scheduled:
+            return "scheduled", self._scheduled[mid]
+        if mid in self._queued:
+            return "queued", None
+        if mid in self._parked:
+            return "parked", None
+        return "waiting", None
+
+    def retry_now(self, mid: str) -> str:
+        """Make a pending message due now: a scheduled one moves from the timer to the queue
+        (its heap entry is superseded); others are already due or running. Returns the status
+        it had (see `status`). KeyError if the id is not pending."""
+        if not self._store.is_pending(mid) or mid in self._deleting:
+            raise KeyError(mid)
+        status, _ = self.status(mid)
+        if status == "scheduled":
+            del self._scheduled[mid]
+            if not self._enqueue(mid, due=True):
+                self._schedule(mid, self._clock())  # queue full: the timer retries at once
+        elif status == "waiting":
+            self._rescan_wake.set()
+        return status
+
+    def retry_all(self) -> int:
+        """`retry_now` for every scheduled message; returns how many were moved."""
+        moved = 0
+        for mid in list(self._scheduled):
+            if self._store.is_pending(mid) and mid not in self._deleting:
+                self.retry_now(mid)
+                moved += 1
+        return moved
+
+    async def delete(self, mid: str) -> None:
+        """Finish a pending message unprocessed (a DONE record, durable when this returns).
+        KeyError if it is not pending; InFlight if a worker is running it right now (its
+        actions may be half done: the operator tries again once it is checkpointed)."""
+        if not self._store.is_pending(mid) or mid in self._deleting:
+            raise KeyError(mid)
+        if mid in self._inflight:
+            raise InFlight(mid)
+        # From here until the DONE record is durable, no worker may start it (_work checks).
+        self._deleting.add(mid)
+        try:
+            await self._store.finish(mid)
+        finally:
+            self._deleting.discard(mid)
+        self._scheduled.pop(mid, None)  # a heap entry left behind is skipped by the timer
+        self._parked.pop(mid, None)
+        self._heavy_ids.discard(mid)
+        self._crashes.pop(mid, None)
+        self._survived.pop(mid, None)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -247,7 +314,7 @@ class SpoolWorker:
             mid = await self._queue.get()
             await self._yield_to_ingest(mid)  # still counted as queued while it waits
             self._queued.pop(mid, None)
-            if mid in self._inflight:
+            if mid in self._inflight or mid in self._deleting:
                 continue
             if mid in self._heavy_ids and self._heavy_running >= self._heavy_limit:
                 self._parked[mid] = None  # known heavy: no need to load it to know

@@ -1,0 +1,1 @@
+"""`mailmgr queue`: list, show, retry and delete unfinished messages in the spool."""
