@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
 RETENTION_INTERVAL = 3600.0
 WORKER_GRACE = 1.0  # seconds the actions in flight get at shutdown even when sessions used all
+_RETIRED_POINTS = 256  # removed ingress points remembered for routing their last messages
 
 
 class SpoolAcceptor:
@@ -146,6 +147,9 @@ class App:
     _drains: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled at stop
     _closing: list[Closable] = field(default_factory=list)
     _retention_set: list[LocalArchive] = field(default_factory=list)  # read each round
+    # Points reloads removed, newest last (bounded): messages their last sessions got a 250
+    # for are still routed by their ID (see Pipeline).
+    _retired_points: dict[str, IngressPoint] = field(default_factory=dict)
     admin: AdminServer | None = None
 
     async def start(self) -> None:
@@ -347,7 +351,12 @@ class App:
             kept = {i: a for i, a in self._archives.items() if i in wanted}
             resources = Resources(config=config, archives={**kept, **opened}, aws=self._aws,
                                   secrets=self._secrets)
-            pipeline = Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts)
+            current = {ip.id for ip in config.ingress_points}
+            retired_points = {**{i: p for i, p in self._retired_points.items() if i not in current},
+                       **{p.id: p for p in running.ingress_points if p.id not in current}}
+            retired_points = dict(list(retired_points.items())[-_RETIRED_POINTS:])
+            pipeline = Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts,
+                                retired=retired_points)
             checks = _policy_checks(config)
         except Exception as exc:  # nothing is swapped: the old config keeps running entirely
             await close_all(list(opened.values()))
@@ -366,6 +375,7 @@ class App:
         if verdicts is not self._verdicts and self._verdicts is not None:
             closing.append(self._verdicts)
         self._verdicts = verdicts
+        self._retired_points = retired_points
         self._closing.extend(closing)
         self._spawn(self._close_when_drained(retired, closing), drain=True)
         self.config = config

@@ -17,7 +17,7 @@ from mailmgr.actions.base import Action, Resources
 from mailmgr.actions.executor import execute
 from mailmgr.actions.registry import build_actions
 from mailmgr.admin.metrics import METRICS
-from mailmgr.config.models import Config
+from mailmgr.config.models import Config, IngressPoint
 from mailmgr.message import InboundMessage, ProcessingState, Verdicts
 from mailmgr.rules.address_lists import build_indexes
 from mailmgr.rules.engine import CompiledRuleSet
@@ -72,13 +72,17 @@ class Pipeline:
         compiled: Mapping[str, CompiledRuleSetWithActions],
         clock: Callable[[], float] = time.time,
         verdicts: VerdictsService | None = None,
+        retired: Mapping[str, IngressPoint] | None = None,
     ) -> None:
-        """`verdicts` None: every verdict is PROCESSING_FAILED and no header is added."""
+        """`verdicts` None: every verdict is PROCESSING_FAILED and no header is added.
+        `retired`: ingress points (by ID) that reloads removed; a session open on one when it
+        was removed may still get a 250, and that message runs the point's rule set as now
+        configured, like every message accepted before a reload."""
         self._config = config
         self._verdicts = verdicts
         self._compiled = compiled
         self._clock = clock
-        self._ingress = {ip.id: ip for ip in config.ingress_points}
+        self._ingress = {**(retired or {}), **{ip.id: ip for ip in config.ingress_points}}
 
     async def __call__(self, entry: SpoolEntry, checkpoint: Checkpoint) -> ProcessingState:
         message, state = entry.message, entry.state

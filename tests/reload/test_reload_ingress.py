@@ -87,9 +87,14 @@ def test_points_are_added_updated_and_removed(
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", old_port), timeout=10).close()
 
-    # The removed point's open transaction still completes, then its session ends.
-    assert old_session.data(b"Subject: on the removed point\r\n\r\nx\r\n")[0] == 250
+    # The removed point's open transaction still completes, then its session ends; the
+    # message runs the removed point's rule set (it is not left in the spool as unroutable).
+    code, text = old_session.data(b"Subject: on the removed point\r\n\r\nx\r\n")
+    assert code == 250
     old_session.close()
+    message_id = text.decode().rsplit(" ", 1)[-1]
+    server.wait_for("message.processed", message_id=message_id)
+    assert not [e for e in server.events if e.get("event") == "message.unroutable"]
     assert server.stop() == 0
 
 
