@@ -14,7 +14,7 @@ from mailmgr import logs
 from mailmgr.config.models import IngressPoint, IngressPointStatus, IngressPointType, TlsPolicy
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import Authenticator, AuthThrottle, SecretSource
-from mailmgr.ingress.counters import point_counters
+from mailmgr.ingress.counters import CONNECT, PointCounters, point_counters
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.limits import ABORT_GRACE, AddressTable, Limits
 from mailmgr.ingress.proxy import ProxyGate
@@ -29,9 +29,13 @@ _BACKLOG = 512
 class _ClosedProtocol(asyncio.Protocol):
     """A CLOSED ingress point: one 421 reply, then the connection is closed."""
 
+    def __init__(self, counters: PointCounters) -> None:
+        self._counters = counters
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
         transport.write(replies.CLOSED.line())
+        self._counters.reply(CONNECT, replies.CLOSED)
         transport.close()
 
 
@@ -96,7 +100,7 @@ class IngressServer:
             limits=limits,
         )
         self._handler = IngressHandler(ingress_point, acceptor, recipient_policy)
-        self._sessions = SessionSet(addresses)
+        self._sessions = SessionSet(addresses, point_counters(ingress_point.name))
         self._servers: list[asyncio.Server] = []
         self._stopped: list[asyncio.Server] = []  # not serving; wait_closed() at stop()
 
@@ -158,7 +162,7 @@ class IngressServer:
     def _protocol(self) -> asyncio.Protocol:
         point_counters(self.ingress_point.name).opened.inc()  # every accepted connection
         if self._status is IngressPointStatus.CLOSED:
-            return _ClosedProtocol()
+            return _ClosedProtocol(point_counters(self.ingress_point.name))
         if self.ingress_point.proxy_protocol is not None:
             return self._gate(implicit_tls=False, closed=False)
         return SmtpProtocol(self._settings, self._handler, self._sessions)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from mailmgr.ingress import replies
 from mailmgr.ingress.auth import MECHANISMS, Authenticator, AuthThrottle
+from mailmgr.ingress.counters import CONNECT, PointCounters
 from mailmgr.ingress.limits import AddressTable, Limit, Limits, address_key
 from mailmgr.ingress.replies import Reply
 from mailmgr.ingress.truststore import TrustAnchors
@@ -102,9 +103,11 @@ class SessionSet:
     """The live connections of one listener, so shutdown can reach them; each is counted in
     the process's AddressTable from `admit` until `discard`."""
 
-    def __init__(self, table: AddressTable | None = None) -> None:
+    def __init__(self, table: AddressTable | None = None,
+                 counters: PointCounters | None = None) -> None:
         self.live: dict[SmtpProtocol, str] = {}  # session -> its address key
         self.table = AddressTable() if table is None else table
+        self.counters = counters  # the ingress point's reply counters (refusals sent here)
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -118,6 +121,8 @@ class SessionSet:
         if refusal is not None:
             if isinstance(transport, asyncio.WriteTransport) and not session.implicit_tls:
                 transport.write(refusal.line())
+                if self.counters is not None:
+                    self.counters.reply(CONNECT, refusal)
             transport.close()
             return False
         self.live[session] = key

@@ -5,6 +5,7 @@ read and checked, and a refusal shows on /metrics (scraped over HTTP) and as one
 from __future__ import annotations
 
 import smtplib
+import socket
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -79,4 +80,34 @@ def test_refusals_are_scraped_and_logged_once(tmp_path: Path, server_factory: An
     assert len(refused) == 1
     assert refused[0]["limit"] == "MessagesPerAddressPerMinute"
     assert refused[0]["address"] == "127.0.0.1" and refused[0]["reply"] == "451 4.7.1"
+    assert server.stop() == 0
+
+
+def _value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == series:
+            return float(value)
+    return 0.0
+
+
+def test_a_refusal_before_the_banner_counts_as_a_reply(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    """The per-address cap's 421 is written before any session exists: it still shows as a
+    CONNECT reply and a `limits` rejection, like every reply a session sends."""
+    data = basic_config(tmp_path, Limits={"MaxConnectionsPerAddress": 1})
+    server: ServerProcess = server_factory(data).start()
+    replies = ('mailmgr_smtp_replies_total{code_class="4xx",command="CONNECT",'
+               'ingress_point="inbound"}')
+    rejected = 'mailmgr_messages_rejected_total{ingress_point="inbound",reason="limits"}'
+    before = _metrics(server.admin_port)
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as first:
+        first.ehlo("client.test")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as second:
+            assert second.recv(512).startswith(b"421 4.7.0 Too many connections from your")
+        assert first.noop()[0] == 250
+    after = _metrics(server.admin_port)
+    assert _value(after, replies) - _value(before, replies) == 1
+    assert _value(after, rejected) - _value(before, rejected) == 1
     assert server.stop() == 0
