@@ -54,7 +54,7 @@ from mailmgr.spool.worker import SpoolWorker
 from mailmgr.verdicts.service import VerdictsService
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics import Counter
+    from mailmgr.admin.cells import CounterCell
 
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
 RETENTION_INTERVAL = 3600.0
@@ -70,7 +70,7 @@ class SpoolAcceptor:
         self._worker = worker
         # ingress point name -> its (accepted, bytes) counter children: `labels()` takes a lock
         # and builds a tuple, so it runs once per point, not once per message.
-        self._counters: dict[str, tuple[Counter, Counter]] = {}
+        self._counters: dict[str, tuple[CounterCell, CounterCell]] = {}
         self.records: IngressRecords | None = None  # Log.Records: set from each loaded config
 
     async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes) -> str:

@@ -10,12 +10,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
-from prometheus_client import Counter
-
 from mailmgr import logs
 from mailmgr.actions.base import Action, Resources
 from mailmgr.actions.executor import execute
 from mailmgr.actions.registry import build_actions
+from mailmgr.admin.cells import CounterCell
 from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import Config, IngressPoint
 from mailmgr.message import InboundMessage, ProcessingState, Verdicts
@@ -49,7 +48,7 @@ def compile_rule_sets(
 
 
 # mailmgr_verdicts_total children by (kind, result): both enums, bound on first use.
-_verdict_children: dict[tuple[str, str], Counter] = {}
+_verdict_children: dict[tuple[str, str], CounterCell] = {}
 
 
 def _count_verdicts(verdicts: Verdicts | None) -> None:

@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from prometheus_client import Counter, Histogram
-
 from mailmgr import logs
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Disposition
+from mailmgr.admin.cells import CounterCell, HistogramCell
 from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import ActionFailurePolicy, RetryPolicy
 from mailmgr.errors import PermanentActionError, TemporaryActionError
@@ -314,12 +313,12 @@ class _Walk:
 
 # Metric children by label values (config names and enums: bounded), bound on first use.
 _RUN_STATUS = {Status.SUCCESS: "SUCCESS", Status.FAILED: "FAILURE", Status.RETRY: "RETRY"}
-_run_children: dict[tuple[str, Status], Counter] = {}
-_duration_children: dict[str, Histogram] = {}
-_match_children: dict[tuple[str, str], Counter] = {}
+_run_children: dict[tuple[str, Status], CounterCell] = {}
+_duration_children: dict[str, HistogramCell] = {}
+_match_children: dict[tuple[str, str], CounterCell] = {}
 
 
-def _runs(action: str, status: Status) -> Counter:
+def _runs(action: str, status: Status) -> CounterCell:
     child = _run_children.get((action, status))
     if child is None:
         child = METRICS.action_runs.labels(action, _RUN_STATUS[status])
@@ -327,14 +326,14 @@ def _runs(action: str, status: Status) -> Counter:
     return child
 
 
-def _durations(action: str) -> Histogram:
+def _durations(action: str) -> HistogramCell:
     child = _duration_children.get(action)
     if child is None:
         child = _duration_children[action] = METRICS.action_duration.labels(action)
     return child
 
 
-def _rule_matches(rule_set: str, rule: str) -> Counter:
+def _rule_matches(rule_set: str, rule: str) -> CounterCell:
     child = _match_children.get((rule_set, rule))
     if child is None:
         child = _match_children[(rule_set, rule)] = METRICS.rule_matches.labels(rule_set, rule)

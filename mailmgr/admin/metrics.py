@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from mailmgr.admin.cells import CellCounter, CellHistogram
 
 if TYPE_CHECKING:
     from mailmgr.spool.store import SpoolCounts
@@ -98,40 +100,40 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.messages_accepted = Counter(
+        self.messages_accepted = CellCounter(
             "mailmgr_messages_accepted", "Messages accepted (250 after DATA), by ingress point",
-            ["ingress_point"], registry=self.registry,
+            ["ingress_point"], self.registry,
         )
-        self.message_bytes_accepted = Counter(
+        self.message_bytes_accepted = CellCounter(
             "mailmgr_message_bytes_accepted", "Bytes of accepted message content, by ingress point",
-            ["ingress_point"], registry=self.registry,
+            ["ingress_point"], self.registry,
         )
-        self.data_to_reply = Histogram(
+        self.data_to_reply = CellHistogram(
             "mailmgr_data_to_reply_seconds",
             "Seconds from the end of DATA to the message being durable in the spool (the 250)",
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            (), _LATENCY_BUCKETS, self.registry,
         )
         # --- pipeline: traffic policy decisions, verdicts, rules, actions (issue 11, "records").
         # Labels are config names (policy, rule set, rule) and enums only; hot-path callers
         # keep pre-bound children (rules/traffic_policy.py binds one per statement at compile).
         self.traffic_policy_decisions = DecisionCounts()
         self.registry.register(self.traffic_policy_decisions)
-        self.verdicts = Counter(
+        self.verdicts = CellCounter(
             "mailmgr_verdicts", "Verdicts computed for accepted messages, by kind and result",
-            ["kind", "result"], registry=self.registry,
+            ["kind", "result"], self.registry,
         )
-        self.rule_matches = Counter(
+        self.rule_matches = CellCounter(
             "mailmgr_rule_matches", "Rules that matched a message, by rule set and rule",
-            ["rule_set", "rule"], registry=self.registry,
+            ["rule_set", "rule"], self.registry,
         )
-        self.action_runs = Counter(
+        self.action_runs = CellCounter(
             "mailmgr_action_runs",
             "Rule action runs, by action type and status (SUCCESS, FAILURE, RETRY)",
-            ["action", "status"], registry=self.registry,
+            ["action", "status"], self.registry,
         )
-        self.action_duration = Histogram(
+        self.action_duration = CellHistogram(
             "mailmgr_action_duration_seconds", "Seconds one rule action run took, by action type",
-            ["action"], buckets=_ACTION_BUCKETS, registry=self.registry,
+            ["action"], _ACTION_BUCKETS, self.registry,
         )
         # --- end of the pipeline block
         # ---- PROXY protocol (issue 11 item 2) ----
@@ -156,21 +158,21 @@ class Metrics:
         # Label values come from the config (ingress point, relay names) or from fixed sets
         # in code (commands, code classes, reasons, outcomes); AWS error codes are capped in
         # mailmgr.aws.metrics. Hot-path users bind children once (mailmgr.ingress.counters).
-        self.connections_opened = Counter(
+        self.connections_opened = CellCounter(
             "mailmgr_connections_opened", "SMTP connections accepted, by ingress point",
-            ["ingress_point"], registry=self.registry,
+            ["ingress_point"], self.registry,
         )
-        self.smtp_replies = Counter(
+        self.smtp_replies = CellCounter(
             "mailmgr_smtp_replies",
             "SMTP replies sent, by ingress point, command (fixed set, CONNECT for the banner, "
             "DATA_END for the reply after the content, other) and code class",
-            ["ingress_point", "command", "code_class"], registry=self.registry,
+            ["ingress_point", "command", "code_class"], self.registry,
         )
-        self.messages_rejected = Counter(
+        self.messages_rejected = CellCounter(
             "mailmgr_messages_rejected",
             "Refusing SMTP replies (one per refused command: a recipient, a message, an AUTH "
             "attempt), by ingress point and reason",
-            ["ingress_point", "reason"], registry=self.registry,
+            ["ingress_point", "reason"], self.registry,
         )
         self.aws_errors = Counter(
             "mailmgr_aws_errors", "Failed AWS calls (after the SDK's own retries), by service "

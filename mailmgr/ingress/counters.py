@@ -6,8 +6,7 @@ Label values never come from a client: commands are mapped onto a fixed set here
 
 from __future__ import annotations
 
-from prometheus_client import Counter
-
+from mailmgr.admin.cells import CounterCell
 from mailmgr.admin.metrics import METRICS, Metrics
 from mailmgr.ingress.replies import Reply
 
@@ -34,9 +33,9 @@ class PointCounters:
     def __init__(self, name: str, metrics: Metrics) -> None:
         self._name = name
         self._metrics = metrics
-        self.opened: Counter = metrics.connections_opened.labels(name)
-        self._replies: dict[tuple[str, int], Counter] = {}
-        self._rejected: dict[str, Counter] = {}
+        self.opened: CounterCell = metrics.connections_opened.labels(name)
+        self._replies: dict[tuple[str, int], CounterCell] = {}
+        self._rejected: dict[str, CounterCell] = {}
 
     def reply(self, command: str, reply: Reply) -> None:
         """Count one reply sent for `command` (a command_label, CONNECT or DATA_END), and a
