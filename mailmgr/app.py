@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
 RETENTION_INTERVAL = 3600.0
+SPOOL_LOCK_WAIT = 5.0  # seconds serve waits for a spool lock another process holds
 WORKER_GRACE = 1.0  # seconds the actions in flight get at shutdown even when sessions used all
 _RETIRED_POINTS = 256  # removed ingress points remembered for routing their last messages
 
@@ -162,7 +163,8 @@ class App:
         server.data_directory.mkdir(parents=True, exist_ok=True)
         await self._ensure_certificates(self.config)
         self._store = SpoolStore(server.spool_directory)
-        recovered = await self._store.open()
+        # a `mailmgr queue` command on the stopped server may hold the lock for a moment
+        recovered = await self._store.open(lock_wait=SPOOL_LOCK_WAIT)
         self._archives = local_archives(self.config)
         for archive in self._archives.values():
             await archive.open()

@@ -21,6 +21,12 @@ from mailmgr.queue.service import QueueService
 _PROBES = ("/healthz/live", "/healthz/ready")
 
 
+async def _anonymous(request: web.Request, response: web.StreamResponse) -> None:
+    """No `Server: Python/... aiohttp/...` header: like the SMTP banner, the admin listener
+    does not reveal the software or its versions."""
+    response.headers.pop("Server", None)
+
+
 class AdminServer:
     """Serves the probes, /metrics and (with `queue`) /queue on `settings.listen`; nothing else
     answers but 404.
@@ -39,6 +45,7 @@ class AdminServer:
         self.ready = False
         self.draining = False
         app = web.Application(middlewares=[self._auth])
+        app.on_response_prepare.append(_anonymous)
         app.router.add_get("/healthz/live", self._live)
         app.router.add_get("/healthz/ready", self._ready)
         app.router.add_get("/metrics", self._scrape)
@@ -68,7 +75,10 @@ class AdminServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._expected is not None and request.path not in _PROBES:
-            given = request.headers.get("Authorization", "").encode("latin-1", "replace")
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            # The scheme is case-insensitive (RFC 7235 §2.1); the token is compared in
+            # constant time.
+            given = f"{scheme.capitalize()} {token.strip()}".encode("utf-8", "replace")
             if not hmac.compare_digest(given, self._expected):
                 return web.Response(status=401, text="401 bearer token required\n",
                                     headers={"WWW-Authenticate": 'Bearer realm="mailmgr"'})

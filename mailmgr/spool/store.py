@@ -131,12 +131,22 @@ class SpoolStore:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def open(self) -> list[str]:
+    async def open(self, *, lock_wait: float = 0.0) -> list[str]:
         """Create directories, recover, start the committer. Returns unfinished message ids in
-        arrival order (received_at, then log order)."""
+        arrival order (received_at, then log order). `lock_wait`: seconds to wait for a spool
+        lock another process holds (a `mailmgr queue` command on the stopped server holds it
+        while it reads the spool) before OSError(EBUSY)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._make_dirs)
-        self._lock_fd = self._lock()
+        deadline = loop.time() + lock_wait
+        while True:
+            try:
+                self._lock_fd = self._lock()
+                break
+            except OSError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
         found = await loop.run_in_executor(
             None,
             lambda: recover_segments(self._segments_dir, self._quarantine_dir, fsync=self._fsync),

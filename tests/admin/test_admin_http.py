@@ -111,6 +111,12 @@ def test_token_guards_metrics_but_not_probes(tmp_path, server_factory):
     assert _get(server.admin_port, "/metrics")[0] == 401
     assert _get(server.admin_port, "/metrics", token="wrong")[0] == 401
     assert _get(server.admin_port, "/metrics", token="tok-123")[0] == 200
+    for scheme in ("bearer", "BEARER"):  # the scheme is case-insensitive (RFC 7235 §2.1)
+        request = urllib.request.Request(f"http://127.0.0.1:{server.admin_port}/metrics")
+        request.add_header("Authorization", f"{scheme} tok-123")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+            assert "Server" not in response.headers  # no software name or version
     assert _get(server.admin_port, "/healthz/live")[0] == 200
     assert _get(server.admin_port, "/healthz/ready")[0] == 200
     assert not any("tok-123" in line for line in server.raw)
