@@ -52,31 +52,144 @@ class DmarcPolicy(StrEnum):
     REJECT = "REJECT"
 
 
+class AnalysisStatus(StrEnum):
+    OK = "OK"  # the engine answered; `fields` hold its results
+    FAILED = "FAILED"  # error, refusal or timeout: no fields, verdict PROCESSING_FAILED
+    SKIPPED = "SKIPPED"  # nothing to analyse (e.g. a message over clamd's stream limit)
+
+
+# A result field's value: a boolean (isListed, isPassed) or a string (listedOn, category,
+# verdict, score). A string with several values (two lists) joins them with ","; a
+# StringExpression tests each of them as a candidate.
+ResultValue = bool | str
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """One analyzer's result for one message (or, for DNSBL at RCPT, one transaction).
+
+    `analyzer` is the analyzer's Name, `engine` its AnalyzerEngine value (Dnsbl, Rspamd,
+    Clamav), `verdict` what it says about spam (Dnsbl, Rspamd) or viruses (Clamav). `detail` is
+    short (at most 200 characters), for logs and explain; it never holds message content."""
+
+    analyzer: str
+    engine: str
+    status: AnalysisStatus
+    verdict: Verdict
+    fields: tuple[tuple[str, ResultValue], ...] = ()
+    detail: str = ""
+
+    def value(self, field_name: str) -> ResultValue | None:
+        """The field's value; None when absent or the analysis did not succeed."""
+        if self.status is not AnalysisStatus.OK:
+            return None
+        for name, value in self.fields:
+            if name == field_name:
+                return value
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "analyzer": self.analyzer,
+            "engine": self.engine,
+            "status": self.status.value,
+            "verdict": self.verdict.value,
+            "fields": dict(self.fields),
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AnalysisResult:
+        return cls(
+            analyzer=str(data["analyzer"]),
+            engine=str(data["engine"]),
+            status=AnalysisStatus(data["status"]),
+            verdict=Verdict(data["verdict"]),
+            fields=tuple((str(k), v) for k, v in dict(data.get("fields", {})).items()
+                         if isinstance(v, (bool, str))),
+            detail=str(data.get("detail", "")),
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisResults:
+    """Every analyzer's result for one message, at most one per analyzer, in config order."""
+
+    results: tuple[AnalysisResult, ...] = ()
+
+    def get(self, analyzer: str) -> AnalysisResult | None:
+        for result in self.results:
+            if result.analyzer == analyzer:
+                return result
+        return None
+
+    def value(self, analyzer: str, field_name: str) -> ResultValue | None:
+        result = self.get(analyzer)
+        return None if result is None else result.value(field_name)
+
+    def with_result(self, result: AnalysisResult) -> AnalysisResults:
+        """These results with `result` in place of the same analyzer's (or appended)."""
+        kept = tuple(r for r in self.results if r.analyzer != result.analyzer)
+        if len(kept) == len(self.results):
+            return AnalysisResults((*self.results, result))
+        return AnalysisResults(tuple(
+            result if r.analyzer == result.analyzer else r for r in self.results
+        ))
+
+    def __bool__(self) -> bool:
+        return bool(self.results)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.results]
+
+    @classmethod
+    def from_json(cls, data: list[dict[str, Any]] | None) -> AnalysisResults:
+        return cls(tuple(AnalysisResult.from_json(d) for d in data or ()))
+
+
 @dataclass(frozen=True)
 class Verdicts:
-    """Authentication verdicts. `dmarc_policy` is set only when DMARC fails (SES semantics)."""
+    """Authentication verdicts. `dmarc_policy` is set only when DMARC fails (SES semantics).
+
+    `spam` and `virus` come from the configured analyzers (None: no engine of that kind is
+    configured, DISABLED in SES events); `analysis` holds every analyzer's result."""
 
     spf: Verdict = Verdict.PROCESSING_FAILED
     dkim: Verdict = Verdict.PROCESSING_FAILED
     dmarc: Verdict = Verdict.PROCESSING_FAILED
     dmarc_policy: DmarcPolicy | None = None
+    spam: Verdict | None = None
+    virus: Verdict | None = None
+    analysis: AnalysisResults = AnalysisResults()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "spf": self.spf.value,
             "dkim": self.dkim.value,
             "dmarc": self.dmarc.value,
             "dmarc_policy": self.dmarc_policy.value if self.dmarc_policy else None,
         }
+        # Written only when set: states from before analyzers existed stay byte-identical.
+        if self.spam is not None:
+            data["spam"] = self.spam.value
+        if self.virus is not None:
+            data["virus"] = self.virus.value
+        if self.analysis:
+            data["analysis"] = self.analysis.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Verdicts:
         policy = data.get("dmarc_policy")
+        spam, virus = data.get("spam"), data.get("virus")
         return cls(
             spf=Verdict(data["spf"]),
             dkim=Verdict(data["dkim"]),
             dmarc=Verdict(data["dmarc"]),
             dmarc_policy=DmarcPolicy(policy) if policy else None,
+            spam=Verdict(spam) if spam else None,
+            virus=Verdict(virus) if virus else None,
+            analysis=AnalysisResults.from_json(data.get("analysis")),
         )
 
 
@@ -179,13 +292,17 @@ class Envelope:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """An accepted message: identity, envelope, session and the raw bytes as received."""
+    """An accepted message: identity, envelope, session and the raw bytes as received.
+
+    `analysis`: results known before the 250 (DNSBL analyzers run at RCPT time), stored with
+    the message; the rest run after the 250 (mailmgr.analysis)."""
 
     id: str
     received_at: float  # epoch seconds, when the 250 was decided
     envelope: Envelope
     session: SessionFacts
     content: bytes = field(repr=False)
+    analysis: AnalysisResults = AnalysisResults()
 
     @property
     def size(self) -> int:

@@ -12,7 +12,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mailmgr.config.analyzer_models import Analyzer as Analyzer
+from mailmgr.config.analyzer_models import AnalyzerEngine as AnalyzerEngine
+from mailmgr.config.analyzer_models import ClamavSettings as ClamavSettings
+from mailmgr.config.analyzer_models import DnsblSettings as DnsblSettings
+from mailmgr.config.analyzer_models import DnsblZone as DnsblZone
+from mailmgr.config.analyzer_models import DnsblZoneType as DnsblZoneType
+from mailmgr.config.analyzer_models import RspamdSettings as RspamdSettings
 from mailmgr.config.server_models import AdminSettings as AdminSettings
+from mailmgr.config.server_models import AnalysisSettings as AnalysisSettings
 from mailmgr.config.server_models import ListenAddress as ListenAddress
 from mailmgr.config.server_models import RetryPolicy as RetryPolicy
 from mailmgr.config.server_models import ServerConfig as ServerConfig
@@ -140,6 +148,9 @@ class IngressPoint:
 
 @dataclass(frozen=True)
 class Analysis:
+    """`analyzer`: the referenced analyzer's Name (the loader resolves an ARN to it);
+    `result_field`: one of its engine's RESULT_FIELDS, without AWS's optional `addon.` prefix."""
+
     analyzer: str
     result_field: str
 
@@ -510,6 +521,10 @@ class Config:
     address_lists: tuple[AddressList, ...] = ()
     archives: tuple[Archive, ...] = ()
     mailboxes: tuple[Mailbox, ...] = ()
+    analyzers: tuple[Analyzer, ...] = ()
+
+    def analyzer(self, name: str) -> Analyzer:
+        return next(a for a in self.analyzers if a.name == name)
 
     def rule_set(self, rule_set_id: str) -> RuleSet:
         return next(r for r in self.rule_sets if r.id == rule_set_id)

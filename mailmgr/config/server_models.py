@@ -70,6 +70,15 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class AnalysisSettings:
+    """`Server.Analysis`: `add_headers` writes X-Mailmgr-Spam / X-Mailmgr-Virus (off by
+    default); `timeout` bounds one message's analyses together (seconds)."""
+
+    add_headers: bool = False
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     hostname: str
     data_directory: Path
@@ -88,6 +97,7 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     limits: ServerLimits = ServerLimits()
     admin: AdminSettings = AdminSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
 
     @property
     def spool_directory(self) -> Path:

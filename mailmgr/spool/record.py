@@ -16,9 +16,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from mailmgr.errors import CorruptRecord
 from mailmgr.message import (
+    AnalysisResults,
     Envelope,
     InboundMessage,
     ProcessingState,
@@ -59,13 +61,15 @@ def encode(rtype: RecordType, message_id: str, payload: bytes, flags: int = 0) -
 
 
 def encode_message(message: InboundMessage) -> bytes:
-    meta = {
+    meta: dict[str, Any] = {
         "id": message.id,
         "received_at": message.received_at,
         "envelope": message.envelope.to_json(),
         "session": message.session.to_json(),
         "size": message.size,
     }
+    if message.analysis:  # absent when empty: records stay as they were without analyzers
+        meta["analysis"] = message.analysis.to_json()
     meta_bytes = json.dumps(meta, separators=(",", ":")).encode("utf-8")
     # The body follows the metadata verbatim: JSON-encoding it would cost time and space.
     payload = b"".join(
@@ -105,6 +109,7 @@ def decode_message(payload: bytes) -> InboundMessage:
             envelope=Envelope.from_json(meta["envelope"]),
             session=SessionFacts.from_json(meta["session"]),
             content=content,
+            analysis=AnalysisResults.from_json(meta.get("analysis")),
         )
     except (struct.error, ValueError, KeyError, TypeError) as exc:
         raise CorruptRecord(f"undecodable message record: {exc}") from exc
