@@ -21,6 +21,7 @@ from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
 from mailmgr.admin.metrics import METRICS
 from mailmgr.admin.server import AdminServer
+from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
 from mailmgr.archive import LocalArchive, local_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config import load
@@ -31,7 +32,13 @@ from mailmgr.ingress.limits import AcceptErrorLog, AddressTable, fit_to_fd_limit
 from mailmgr.ingress.listener import IngressServer
 from mailmgr.ingress.tls import server_context
 from mailmgr.ingress.truststore import TrustAnchors, load_trust_store
-from mailmgr.message import Envelope, InboundMessage, SessionFacts, new_message_id
+from mailmgr.message import (
+    AnalysisResults,
+    Envelope,
+    InboundMessage,
+    SessionFacts,
+    new_message_id,
+)
 from mailmgr.pipeline import Pipeline, compile_rule_sets
 from mailmgr.queue.service import QueueService
 from mailmgr.records import IngressRecords
@@ -74,9 +81,11 @@ class SpoolAcceptor:
         self._counters: dict[str, tuple[CounterCell, CounterCell]] = {}
         self.records: IngressRecords | None = None  # Log.Records: set from each loaded config
 
-    async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes) -> str:
+    async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes,
+                     analysis: AnalysisResults) -> str:
         started = time.perf_counter()
-        message = InboundMessage(new_message_id(), time.time(), envelope, session, content)
+        message = InboundMessage(new_message_id(), time.time(), envelope, session, content,
+                                 analysis)
         await self._store.commit(message)  # shielded inside the store: survives a disconnect
         self._worker.submit(message.id)
         METRICS.data_to_reply.observe(time.perf_counter() - started)
@@ -98,6 +107,7 @@ class TrafficPolicyCheck:
 
     def __init__(self, policy: CompiledTrafficPolicy) -> None:
         self.policy = policy
+        self.needs_analysis = policy.needs_analysis
         self._check = policy.check  # bound once: one lookup less per RCPT
 
     @staticmethod
@@ -112,8 +122,9 @@ class TrafficPolicyCheck:
             for tp in config.traffic_policies
         }
 
-    def check(self, session: SessionFacts, recipient: str, mail_from: str = "") -> bool:
-        return self._check(session, recipient, mail_from).decision is AcceptAction.ALLOW
+    def check(self, session: SessionFacts, recipient: str, mail_from: str,
+              analysis: AnalysisResults) -> bool:
+        return self._check(session, recipient, mail_from, analysis).decision is AcceptAction.ALLOW
 
 
 def _policy_checks(config: Config) -> dict[str, TrafficPolicyCheck]:
@@ -134,6 +145,9 @@ class App:
     _archives: dict[str, LocalArchive] = field(default_factory=dict)
     _retention: asyncio.Task[None] | None = None
     _verdicts: VerdictsService | None = None
+    _analysis: AnalysisService | None = None
+    # What ingress points ask for RCPT-time analyses; a reload swaps the service inside.
+    _analysis_switch: AnalysisSwitch = field(default_factory=AnalysisSwitch)
     _aws: AwsClients | None = None
     _secrets: SecretStore | None = None
     _switch: PipelineSwitch | None = None
@@ -173,7 +187,10 @@ class App:
         self._aws = AwsClients(AwsSettings.from_server(server))
         self._secrets = SecretStore(self._aws)
         self._verdicts = VerdictsService.from_config(self.config)
-        self._switch = PipelineSwitch(self._pipeline(self.config, self._verdicts))
+        self._analysis = AnalysisService.from_config(self.config, self._verdicts.resolver)
+        self._analysis_switch.service = self._analysis
+        self._switch = PipelineSwitch(
+            self._pipeline(self.config, self._verdicts, self._analysis))
         self._worker = SpoolWorker(self._store, self._switch, concurrency=server.workers)
         await self._worker.start(recovered)
         self._retention_set[:] = self._archives.values()
@@ -215,12 +232,14 @@ class App:
             admin=admin_addresses,
         )
 
-    def _pipeline(self, config: Config, verdicts: VerdictsService) -> Pipeline:
+    def _pipeline(self, config: Config, verdicts: VerdictsService,
+                  analysis: AnalysisService | None) -> Pipeline:
         """Rule sets with fresh action instances; the AWS clients and secrets are shared."""
         resources = Resources(
             config=config, archives=dict(self._archives), aws=self._aws, secrets=self._secrets
         )
-        return Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts)
+        return Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts,
+                        analysis=analysis)
 
     def __post_init__(self) -> None:
         self._throttle = AuthThrottle(table=self._addresses)
@@ -243,6 +262,7 @@ class App:
             throttle=self._throttle,
             limits=self._effective_limits(config.server.limits),
             addresses=self._addresses,
+            analyzer=self._analysis_switch,
         )
 
     def _effective_limits(self, configured: ServerLimits) -> ServerLimits:
@@ -290,6 +310,8 @@ class App:
         await relay.close_pools()  # idle relay connections QUIT cleanly
         if self._verdicts:
             self._verdicts.close()
+        if self._analysis:
+            await self._analysis.close()
         for archive in self._archives.values():
             await archive.close()
         await close_all(self._closing)
@@ -341,6 +363,7 @@ class App:
         config = effective_config(loaded, running.server)
         opened: dict[str, LocalArchive] = {}
         verdicts = self._verdicts
+        analysis = self._analysis
         try:
             await self._ensure_certificates(config)
             wanted = local_archives(config)
@@ -350,6 +373,9 @@ class App:
                     opened[archive_id] = archive
             if verdicts is None or verdicts_changed(running.server, config.server):
                 verdicts = VerdictsService.from_config(config)
+            if (verdicts is not self._verdicts or config.analyzers != running.analyzers
+                    or config.server.analysis != running.server.analysis):
+                analysis = AnalysisService.from_config(config, verdicts.resolver)
             kept = {i: a for i, a in self._archives.items() if i in wanted}
             resources = Resources(config=config, archives={**kept, **opened}, aws=self._aws,
                                   secrets=self._secrets)
@@ -358,12 +384,14 @@ class App:
                        **{p.id: p for p in running.ingress_points if p.id not in current}}
             retired_points = dict(list(retired_points.items())[-_RETIRED_POINTS:])
             pipeline = Pipeline(config, compile_rule_sets(config, resources), verdicts=verdicts,
-                                retired=retired_points)
+                                retired=retired_points, analysis=analysis)
             checks = _policy_checks(config)
         except Exception as exc:  # nothing is swapped: the old config keeps running entirely
             await close_all(list(opened.values()))
             if verdicts is not None and verdicts is not self._verdicts:
                 verdicts.close()
+            if analysis is not None and analysis is not self._analysis:
+                await analysis.close()
             log_failed([ConfigProblem(str(config.source), "$", f"{type(exc).__name__}: {exc}")])
             return
         assert self._switch is not None
@@ -377,6 +405,10 @@ class App:
         if verdicts is not self._verdicts and self._verdicts is not None:
             closing.append(self._verdicts)
         self._verdicts = verdicts
+        if analysis is not self._analysis and self._analysis is not None:
+            closing.append(self._analysis)
+        self._analysis = analysis
+        self._analysis_switch.service = analysis  # new connections and transactions use it
         self._retired_points = retired_points
         self._closing.extend(closing)
         self._spawn(self._close_when_drained(retired, closing), drain=True)

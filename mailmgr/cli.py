@@ -72,12 +72,25 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    from mailmgr.analysis.overrides import parse_override
     from mailmgr.certinfo import certificate_from_pem
-    from mailmgr.explain import ExplainOptions, configured_verdicts, explain, render_text
+    from mailmgr.explain import (
+        ExplainOptions,
+        configured_analysis,
+        configured_verdicts,
+        explain,
+        overridden_analyzers,
+        render_text,
+    )
 
     config = _load(args.config)
     content = Path(args.eml).read_bytes()
     cert = certificate_from_pem(Path(args.cert).read_bytes()) if args.cert else None
+    try:
+        overrides = tuple(parse_override(text) for text in args.analysis or ())
+    except ValueError as exc:
+        print(f"mailmgr explain: {exc}", file=sys.stderr)
+        return 2
     options = ExplainOptions(
         mail_from=args.mail_from,
         rcpts=tuple(args.rcpt or ()),
@@ -90,11 +103,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         spf=args.spf,
         dkim=args.dkim,
         dmarc_policy=args.dmarc_policy,
+        analysis=overrides,
     )
     try:
         live = configured_verdicts(config)
-        result = asyncio.run(explain(config, content, options, live_verdicts=live))
-    except ValueError as exc:  # unknown ingress point, bad verdict value
+        analysis = configured_analysis(config, skip=overridden_analyzers(config, options))
+        result = asyncio.run(explain(config, content, options, live_verdicts=live,
+                                     live_analysis=analysis))
+    except ValueError as exc:  # unknown ingress point or analyzer, bad verdict value
         print(f"mailmgr explain: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -227,6 +243,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spf", choices=["PASS", "FAIL", "GRAY", "PROCESSING_FAILED"])
     p.add_argument("--dkim", choices=["PASS", "FAIL", "GRAY", "PROCESSING_FAILED"])
     p.add_argument("--dmarc-policy", choices=["NONE", "QUARANTINE", "REJECT"])
+    p.add_argument("--analysis", action="append", metavar="ANALYZER:FIELD=VALUE",
+                   help="an add-on result instead of running that analyzer (repeatable), "
+                        "e.g. spamhaus:isListed=true")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_explain)
 

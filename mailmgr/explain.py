@@ -11,14 +11,16 @@ import copy
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
 from mailmgr.actions.executor import ActionRecord, Status, execute
 from mailmgr.actions.registry import REGISTRY
+from mailmgr.analysis.overrides import AnalysisOverride, apply_overrides
 from mailmgr.config.models import AcceptAction, Config, IngressPoint, RetryPolicy
 from mailmgr.message import (
+    AnalysisResults,
     ClientCertificate,
     DmarcPolicy,
     Envelope,
@@ -38,6 +40,8 @@ from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 STATE_ACTIONS = ("Drop", "AddHeader", "ReplaceRecipient")
 
 VerdictsProvider = Callable[[InboundMessage], Awaitable[Verdicts]]
+# (RCPT-time results for the traffic policy, the message's results for the rules)
+AnalysisProvider = Callable[[InboundMessage], Awaitable[tuple[AnalysisResults, AnalysisResults]]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class ExplainOptions:
     spf: str | None = None  # PASS | FAIL | GRAY | PROCESSING_FAILED
     dkim: str | None = None
     dmarc_policy: str | None = None  # NONE | QUARANTINE | REJECT: DMARC failed with that policy
+    analysis: tuple[AnalysisOverride, ...] = ()  # results given instead of running the engine
 
 
 async def no_live_verdicts(message: InboundMessage) -> Verdicts:
@@ -72,6 +77,44 @@ def configured_verdicts(config: Config) -> VerdictsProvider:
             service.close()
 
     return compute
+
+
+async def no_live_analysis(message: InboundMessage) -> tuple[AnalysisResults, AnalysisResults]:
+    """A provider that runs no engine: only --analysis results exist (tests, offline use)."""
+    return AnalysisResults(), AnalysisResults()
+
+
+def configured_analysis(config: Config, skip: frozenset[str] = frozenset()) -> AnalysisProvider:
+    """Live analyzers as configured (DNS lists through Server.Dns), bounded like the worker;
+    the analyzers named in `skip` (given with --analysis) do not run."""
+    from mailmgr.analysis.service import AnalysisService
+    from mailmgr.verdicts.dns import DnsResolver
+
+    async def compute(message: InboundMessage) -> tuple[AnalysisResults, AnalysisResults]:
+        running = replace(config, analyzers=tuple(
+            a for a in config.analyzers if a.name not in skip))
+        server = config.server
+        service = AnalysisService.from_config(
+            running, DnsResolver(server.dns_nameservers, server.dns_timeout))
+        if service is None:
+            return AnalysisResults(), AnalysisResults()
+        try:
+            session = message.session
+            early = await service.session(session.peer_ip, session.helo,
+                                          message.envelope.mail_from)
+            full = await service.analyze(replace(message, analysis=early))
+            return early, full
+        finally:
+            await service.close()
+
+    return compute
+
+
+def overridden_analyzers(config: Config, options: ExplainOptions) -> frozenset[str]:
+    """Names of the analyzers --analysis gives results for (they need not run)."""
+    return frozenset(
+        a.name for a in config.analyzers for o in options.analysis if o.analyzer in (a.name, a.arn)
+    )
 
 
 def given_verdicts(options: ExplainOptions) -> Verdicts | None:
@@ -175,11 +218,13 @@ async def explain(
     options: ExplainOptions,
     *,
     live_verdicts: VerdictsProvider = no_live_verdicts,
+    live_analysis: AnalysisProvider = no_live_analysis,
 ) -> dict[str, Any]:
     """The explain result as interface.md's `explain --json` schema.
 
     A recipient introduced by ReplaceRecipient never went through RCPT: its `traffic_policy`
-    is null. Raises ValueError for an unknown ingress point or a bad verdict value."""
+    is null. Raises ValueError for an unknown ingress point, a bad verdict value or a bad
+    --analysis override."""
     point = _ingress_point(config, options.ingress)
     tls = options.tls or options.tls_wrapped
     session = SessionFacts(
@@ -204,13 +249,16 @@ async def explain(
         headers = MessageFacts.build(draft)
         rcpts = tuple(dict.fromkeys((*headers.to, *headers.cc)))
 
+    early, analysis = await live_analysis(draft)
+    early = apply_overrides(config, early, options.analysis)
+    analysis = apply_overrides(config, analysis, options.analysis)
     indexes = build_indexes(config.address_lists)
     policy = CompiledTrafficPolicy.compile(config.traffic_policy(point.traffic_policy_id), indexes)
     report = _Report(config, point.rule_set_id)
     accepted: list[str] = []
     for rcpt in dict.fromkeys(rcpts):
         # the deciding statement is 1-based as in the config; null: the DefaultAction decided
-        decision = policy.decide(session, rcpt)
+        decision = policy.decide(session, rcpt, early)
         report.entry(rcpt, {"decision": decision.decision.value, "statement": decision.statement})
         if decision.decision is AcceptAction.ALLOW:
             accepted.append(rcpt)
@@ -225,6 +273,9 @@ async def explain(
     verdicts = given_verdicts(options)
     if verdicts is None:
         verdicts = await live_verdicts(message)
+    if config.analyzers:
+        spam, virus = _spam_virus(config, analysis)
+        verdicts = replace(verdicts, analysis=analysis, spam=spam, virus=virus)
 
     async def no_checkpoint(state: ProcessingState) -> None:
         return None
@@ -244,13 +295,29 @@ async def explain(
         report.entry(recipient, None)
     for recipient in state.dropped:
         report.entry(recipient, None)["dropped"] = True
-    return {
+    out: dict[str, Any] = {
         "ingress_point": point.name,
         "recipients": report.recipients,
         "actions": report.actions,
         "final_recipients": list(state.live or ()),
-        "verdicts": verdicts.to_json(),
+        "verdicts": {k: v for k, v in verdicts.to_json().items() if k != "analysis"},
     }
+    if config.analyzers:  # the key exists only where add-ons do: older outputs stay as they were
+        out["analysis"] = {r.analyzer: dict(r.fields) for r in analysis.results}
+    return out
+
+
+def _spam_virus(config: Config, analysis: AnalysisResults
+                ) -> tuple[Verdict | None, Verdict | None]:
+    from mailmgr.analysis.service import SPAM_ENGINES, VIRUS_ENGINES, combine
+
+    kinds = {a.engine.value for a in config.analyzers}
+    spam, virus = (
+        combine([r.verdict for r in analysis.results if r.engine in engines])
+        if kinds & engines else None
+        for engines in (SPAM_ENGINES, VIRUS_ENGINES)
+    )
+    return spam, virus
 
 
 def render_text(result: dict[str, Any]) -> str:
@@ -260,8 +327,14 @@ def render_text(result: dict[str, Any]) -> str:
     lines = [
         f"Ingress point: {result['ingress_point']}",
         f"Verdicts: SPF {v['spf']}, DKIM {v['dkim']}, DMARC {v['dmarc']} (policy {policy})",
-        "",
     ]
+    if "spam" in v or "virus" in v:
+        lines.append(f"Add-ons: spam {v.get('spam', 'DISABLED')}, "
+                     f"virus {v.get('virus', 'DISABLED')}")
+    for analyzer, fields in result.get("analysis", {}).items():
+        shown = ", ".join(f"{k}={json.dumps(val)}" for k, val in fields.items()) or "no result"
+        lines.append(f"  {analyzer}: {shown}")
+    lines.append("")
     for recipient, info in result["recipients"].items():
         lines.append(f"Recipient {recipient}")
         tp = info["traffic_policy"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mailmgr import logs
 from mailmgr.admin.metrics import METRICS
+from mailmgr.analysis.service import AnalysisService
 from mailmgr.archive import LocalArchive
 from mailmgr.config.models import Config, IngressPoint, ServerConfig
 from mailmgr.errors import ConfigProblem
@@ -36,7 +37,8 @@ _RESTART_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Aws", ("endpoint_url", "endpoint_urls")),
     ("Admin", ("admin",)),
 )
-Closable = LocalArchive | VerdictsService  # what a reload retires once in-flight work is done
+# What a reload retires once in-flight work is done.
+Closable = LocalArchive | VerdictsService | AnalysisService
 _VERDICT_FIELDS = ("dns_nameservers", "dns_timeout", "verdict_timeout")
 
 

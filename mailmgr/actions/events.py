@@ -104,15 +104,16 @@ def mail_object(item: ActionInput, headers_limit: int) -> dict[str, Any]:
 
 
 def receipt_object(item: ActionInput, action: dict[str, Any], now: float) -> dict[str, Any]:
-    """SES `receipt`: matched recipients, verdicts (spam/virus DISABLED: no analyzer yet),
-    dmarcPolicy only when DMARC failed, and the action that is running."""
+    """SES `receipt`: matched recipients, verdicts (spam and virus from the configured analyzers,
+    DISABLED when no analyzer of that kind is configured), dmarcPolicy only when DMARC failed,
+    and the action that is running."""
     v = item.verdicts
     receipt: dict[str, Any] = {
         "timestamp": iso_time(now),
         "processingTimeMillis": max(0, round((now - item.message.received_at) * 1000)),
         "recipients": list(item.recipients),
-        "spamVerdict": {"status": "DISABLED"},
-        "virusVerdict": {"status": "DISABLED"},
+        "spamVerdict": {"status": v.spam.value if v.spam is not None else "DISABLED"},
+        "virusVerdict": {"status": v.virus.value if v.virus is not None else "DISABLED"},
         "spfVerdict": {"status": v.spf.value},
         "dkimVerdict": {"status": v.dkim.value},
         "dmarcVerdict": {"status": v.dmarc.value},

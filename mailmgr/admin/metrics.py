@@ -135,6 +135,21 @@ class Metrics:
             "mailmgr_action_duration_seconds", "Seconds one rule action run took, by action type",
             ["action"], _ACTION_BUCKETS, self.registry,
         )
+        # ---- analysis (issue 12: local add-on engines) ----
+        self.analysis_runs = CellCounter(
+            "mailmgr_analysis_runs",
+            "Analyzer runs, by analyzer, phase (rcpt, message) and status (OK, FAILED, SKIPPED)",
+            ["analyzer", "phase", "status"], self.registry,
+        )
+        self.analysis_failures = CellCounter(
+            "mailmgr_analysis_failures",
+            "Analyzer runs that failed, by analyzer and reason (connect, timeout, refused, ...)",
+            ["analyzer", "reason"], self.registry,
+        )
+        self.analysis_duration = CellHistogram(
+            "mailmgr_analysis_duration_seconds", "Seconds one analyzer run took, by analyzer and "
+            "phase", ["analyzer", "phase"], _ACTION_BUCKETS, self.registry,
+        )
         # --- end of the pipeline block
         # ---- PROXY protocol (issue 11 item 2) ----
         self.proxy_refusals = Counter(

@@ -6,7 +6,7 @@ AnalysisError or a timeout into a FAILED result, logs and counts. Engines never 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mailmgr.config.models import Analyzer
 from mailmgr.errors import MailmgrError
@@ -43,6 +43,7 @@ class Engine(Protocol):
         ...
 
 
+@runtime_checkable
 class SessionEngine(Engine, Protocol):
     """An engine that can also answer at RCPT time from the session alone (DNSBL)."""
 

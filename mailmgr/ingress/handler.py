@@ -9,8 +9,9 @@ from __future__ import annotations
 from mailmgr import logs
 from mailmgr.config.models import IngressPoint
 from mailmgr.ingress import replies
+from mailmgr.ingress.analysis import NO_ANALYSIS, TransactionAnalysis
 from mailmgr.ingress.replies import Reply
-from mailmgr.ingress.seams import Acceptor, RecipientPolicy
+from mailmgr.ingress.seams import Acceptor, RecipientPolicy, SessionAnalyzer
 from mailmgr.message import ClientCertificate, Envelope, SessionFacts
 
 
@@ -22,15 +23,28 @@ class IngressHandler:
         ingress_point: IngressPoint,
         acceptor: Acceptor,
         recipient_policy: RecipientPolicy,
+        analyzer: SessionAnalyzer | None = None,
     ) -> None:
         self.ingress_point = ingress_point
         self._acceptor = acceptor
         self._policy = recipient_policy
+        self._analyzer = analyzer
 
-    def recipient(self, session: SessionFacts, address: str, mail_from: str = "") -> Reply:
-        """RECIPIENT_OK or POLICY_REJECTED; a failing policy gives a temporary reply."""
+    def transaction_analysis(self) -> TransactionAnalysis | None:
+        """A new connection's RCPT-time analyses; None when no analyzer answers before DATA."""
+        if self._analyzer is None or not self._analyzer.enabled:
+            return None
+        return TransactionAnalysis(self._analyzer)
+
+    async def recipient(self, session: SessionFacts, address: str, mail_from: str,
+                        analysis: TransactionAnalysis | None) -> Reply:
+        """RECIPIENT_OK or POLICY_REJECTED; a failing policy gives a temporary reply. Waits for
+        the transaction's analyses only when the policy reads them."""
+        results = NO_ANALYSIS
+        if analysis is not None and self._policy.needs_analysis:
+            results = await analysis.results()
         try:
-            allowed = self._policy.check(session, address, mail_from)
+            allowed = self._policy.check(session, address, mail_from, results)
         except Exception as error:
             logs.error(
                 "smtp.policy_failed",
@@ -50,10 +64,13 @@ class IngressHandler:
         )
         return replies.POLICY_REJECTED
 
-    async def deliver(self, session: SessionFacts, envelope: Envelope, content: bytes) -> Reply:
-        """Hand the message to the acceptor; 250 with its ID only once it is durable."""
+    async def deliver(self, session: SessionFacts, envelope: Envelope, content: bytes,
+                      analysis: TransactionAnalysis | None = None) -> Reply:
+        """Hand the message to the acceptor; 250 with its ID only once it is durable. The
+        transaction's analyses go with it if they are in; the 250 never waits for them."""
+        results = analysis.ready() if analysis is not None else NO_ANALYSIS
         try:
-            message_id = await self._acceptor.accept(session, envelope, content)
+            message_id = await self._acceptor.accept(session, envelope, content, results)
         except Exception as error:
             logs.error(
                 "smtp.accept_failed",

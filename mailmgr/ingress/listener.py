@@ -18,7 +18,7 @@ from mailmgr.ingress.counters import CONNECT, PointCounters, point_counters
 from mailmgr.ingress.handler import IngressHandler
 from mailmgr.ingress.limits import ABORT_GRACE, AddressTable, Limits
 from mailmgr.ingress.proxy import ProxyGate
-from mailmgr.ingress.seams import Acceptor, RecipientPolicy
+from mailmgr.ingress.seams import Acceptor, RecipientPolicy, SessionAnalyzer
 from mailmgr.ingress.settings import SessionSet, SmtpSettings, effective_size_limit
 from mailmgr.ingress.smtp import SmtpProtocol
 from mailmgr.ingress.truststore import TrustAnchors
@@ -58,6 +58,7 @@ class IngressServer:
         throttle: AuthThrottle | None = None,
         limits: Limits | None = None,
         addresses: AddressTable | None = None,
+        analyzer: SessionAnalyzer | None = None,
     ) -> None:
         """`max_message_size` is the traffic policy's MaxMessageSizeBytes (None: 40 MB); the
         smaller of it and 40 MB applies. `command_timeout`: seconds a client may stay silent
@@ -66,6 +67,7 @@ class IngressServer:
         `ssl_context` comes from `tls.server_context` (with `fips` for TlsPolicy FIPS and, for
         MTLS, `trust`, which must also be passed here for the revocation check). `secrets`
         serves an AUTH point's SecretArn; `throttle` counts its failed logins per address.
+        `analyzer`: the RCPT-time analyzers (DNS lists) the traffic policy may read.
         Raises ValueError for TlsPolicy REQUIRED/FIPS, TlsWrappedListen or MTLS without an SSL
         context, MTLS without `trust`, and AUTH without a password source.
         """
@@ -99,7 +101,7 @@ class IngressServer:
             fips=ingress_point.tls_policy is TlsPolicy.FIPS,
             limits=limits,
         )
-        self._handler = IngressHandler(ingress_point, acceptor, recipient_policy)
+        self._handler = IngressHandler(ingress_point, acceptor, recipient_policy, analyzer)
         self._sessions = SessionSet(addresses, point_counters(ingress_point.name))
         self._servers: list[asyncio.Server] = []
         self._stopped: list[asyncio.Server] = []  # not serving; wait_closed() at stop()

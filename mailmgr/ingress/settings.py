@@ -20,7 +20,9 @@ from mailmgr.ingress.truststore import TrustAnchors
 from mailmgr.message import SessionFacts
 
 if TYPE_CHECKING:
+    from mailmgr.config.models import IngressPoint
     from mailmgr.ingress.smtp import SmtpProtocol
+    from mailmgr.ingress.tls import SessionTls
 
 AWS_MAX_MESSAGE_SIZE = 41_943_040  # 40 MB, Mail Manager's per-message limit
 
@@ -180,3 +182,21 @@ def peer_ip(host: str) -> str:
         return str(address.ipv4_mapped)
     return str(address)
 
+
+
+def session_facts(point: IngressPoint, peer: tuple[str, int], helo: str,
+                  tls: SessionTls | None, implicit: bool, auth_user: str | None) -> SessionFacts:
+    """What a transaction records about its session, captured at MAIL."""
+    return SessionFacts(
+        ingress_point_id=point.id,
+        ingress_point_name=point.name,
+        peer_ip=peer[0],
+        peer_port=peer[1],
+        helo=helo,
+        tls=tls is not None,
+        tls_wrapped=tls is not None and implicit,
+        tls_protocol=tls.protocol if tls is not None else None,
+        tls_cipher=tls.cipher if tls is not None else None,
+        auth_user=auth_user,
+        client_certificate=tls.client_certificate if tls is not None else None,
+    )

@@ -30,10 +30,11 @@ from mailmgr.ingress.settings import (
     Transaction,
     effective_size_limit,
     peer_ip,
+    session_facts,
 )
 from mailmgr.ingress.syntax import MailCommand, helo_domain, mail_command, rcpt_command
 from mailmgr.ingress.tls import Refusal, SessionTls, check_session
-from mailmgr.message import Envelope, SessionFacts
+from mailmgr.message import Envelope
 
 __all__ = ["AWS_MAX_MESSAGE_SIZE", "SessionSet", "SmtpProtocol", "SmtpSettings",
            "effective_size_limit"]
@@ -118,6 +119,7 @@ class SmtpProtocol(SMTP):
         self._mails = 0  # transactions opened (MessagesPerConnection)
         self._rcpts = 0  # RCPTs that reached the recipient policy (RecipientsPerConnection)
         self._counters = point_counters(handler.ingress_point.name)
+        self._analysis = handler.transaction_analysis()  # None: no RCPT-time analyzer
         self._verb = CONNECT  # the `command` label of the replies sent next
         outer = lambda: self.transport or self._original_transport  # noqa: E731
         self._timers = ConnectionTimers(self.loop, settings.limits, outer, self._say,
@@ -165,6 +167,8 @@ class SmtpProtocol(SMTP):
         self._log_handshake_failure(error)
         self._sessions.discard(self)
         self._timers.stop()
+        if self._analysis is not None:
+            self._analysis.close()
         if self._original_transport is not None:
             self._original_transport.close()
 
@@ -197,6 +201,8 @@ class SmtpProtocol(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         self._sessions.discard(self)
         self._timers.stop()
+        if self._analysis is not None:
+            self._analysis.close()
         if self.session is not None:  # None: refused at accept, or a failed implicit TLS
             super().connection_lost(error)
 
@@ -469,24 +475,6 @@ class SmtpProtocol(SMTP):
 
     # ------------------------------------------------------------ transaction commands
 
-    def _facts(self) -> SessionFacts:
-        assert self.session is not None
-        tls = self._tls
-        point = self._handler.ingress_point
-        return SessionFacts(
-            ingress_point_id=point.id,
-            ingress_point_name=point.name,
-            peer_ip=self._peer[0],
-            peer_port=self._peer[1],
-            helo=self.session.host_name or "",
-            tls=tls is not None,
-            tls_wrapped=tls is not None and self._implicit,
-            tls_protocol=tls.protocol if tls is not None else None,
-            tls_cipher=tls.cipher if tls is not None else None,
-            auth_user=self._auth_user,
-            client_certificate=tls.client_certificate if tls is not None else None,
-        )
-
     def _mail_refusal(self) -> Reply | None:
         """MTLS needs a verified, unrevoked certificate and AUTH a login before MAIL."""
         settings = self._settings
@@ -522,10 +510,14 @@ class SmtpProtocol(SMTP):
         self._mails += 1
         self._tx = Transaction(
             mail_from=mail.mail_from,
-            facts=self._facts(),
+            facts=session_facts(self._handler.ingress_point, self._peer,
+                                self.session.host_name or "", self._tls, self._implicit,
+                                self._auth_user),
             smtputf8=mail.smtputf8,
             body_8bit=mail.body_8bit,
         )
+        if self._analysis is not None:
+            self._analysis.begin(self._tx.facts, mail.mail_from)
         await self._send(replies.SENDER_OK)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -544,7 +536,7 @@ class SmtpProtocol(SMTP):
         if refusal := self._sessions.rcpt_refusal(self, self._rcpts, self._settings.limits):
             return await self._send(refusal)
         self._rcpts += 1
-        reply = self._handler.recipient(tx.facts, address, tx.mail_from)
+        reply = await self._handler.recipient(tx.facts, address, tx.mail_from, self._analysis)
         if reply.positive:
             tx.recipients.append(address)
         await self._send(reply)
@@ -575,7 +567,7 @@ class SmtpProtocol(SMTP):
             smtputf8=tx.smtputf8,
             body_8bit=tx.body_8bit,
         )
-        await self._send(await self._handler.deliver(tx.facts, envelope, content))
+        await self._send(await self._handler.deliver(tx.facts, envelope, content, self._analysis))
 
 
 SmtpProtocol._COMMANDS = {

@@ -1,7 +1,8 @@
 """Compile rule-condition models once into predicates `(facts, recipient) -> bool`.
 
 Each compiled condition carries the description explain and logs show (`StringExpression FROM`).
-Pure, no I/O; unsupported conditions (Analysis) fail here, at start-up, never per message.
+Pure, no I/O; a condition the loader should have refused fails here, at start-up, never per
+message. `Analysis` conditions read the analyzers' results stored with the verdicts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mailmgr.config.models import (
+    Analysis,
     BooleanCondition,
     DmarcCondition,
     IpCondition,
@@ -19,6 +21,7 @@ from mailmgr.config.models import (
     VerdictCondition,
 )
 from mailmgr.errors import MailmgrError
+from mailmgr.message import AnalysisResults, Verdict
 from mailmgr.rules.address_lists import AddressListIndex
 from mailmgr.rules.facts import MessageFacts
 from mailmgr.rules.operators import (
@@ -97,7 +100,12 @@ def compile_condition(
         return CompiledCondition("IpExpression SOURCE_IP", lambda f, r: ip(f.source_ip))
     if isinstance(condition, VerdictCondition):
         if condition.analysis is not None:
-            raise _analysis("VerdictExpression")
+            analysis = condition.analysis
+            verdict = verdict_matcher(condition.operator, condition.values)
+            return CompiledCondition(
+                f"VerdictExpression {_describe(analysis)}",
+                lambda f, r: verdict(analysis_verdict(f.verdicts.analysis, analysis)),
+            )
         verdict_of = _VERDICTS.get(condition.attribute or "")
         if verdict_of is None:
             raise RuleCompileError(f"unknown VerdictExpression attribute {condition.attribute!r}")
@@ -117,8 +125,13 @@ def _string(condition: StringCondition) -> CompiledCondition:
     matcher = string_matcher(condition.operator, condition.values)
     candidates: Candidates
     if condition.analysis is not None:
-        raise _analysis("StringExpression")
-    if condition.mime_header is not None:
+        analysis = condition.analysis
+        description = f"StringExpression {_describe(analysis)}"
+
+        def candidates(f: MessageFacts, r: str) -> tuple[str, ...]:
+            return analysis_strings(f.verdicts.analysis, analysis)
+
+    elif condition.mime_header is not None:
         header = condition.mime_header
         description = f"StringExpression MimeHeaderAttribute {header}"
 
@@ -146,7 +159,11 @@ def _boolean(
 ) -> CompiledCondition:
     truth = boolean_matcher(condition.operator)
     if condition.analysis is not None:
-        raise _analysis("BooleanExpression")
+        analysis = condition.analysis
+        return CompiledCondition(
+            f"BooleanExpression {_describe(analysis)}",
+            lambda f, r: analysis_truth(f.verdicts.analysis, analysis, truth),
+        )
     if condition.address_list_id is not None:
         attribute = condition.address_list_attribute or ""
         if attribute not in _ADDRESS_ATTRIBUTES:
@@ -167,7 +184,30 @@ def _boolean(
     )
 
 
-def _analysis(kind: str) -> RuleCompileError:
-    return RuleCompileError(
-        f"{kind} with Analysis is not supported by the rule engine (no local analyzers)"
-    )
+def _describe(analysis: Analysis) -> str:
+    return f"Analysis {analysis.analyzer} {analysis.result_field}"
+
+
+def analysis_truth(
+    results: AnalysisResults, analysis: Analysis, truth: Callable[[bool], bool]
+) -> bool:
+    """A BooleanExpression on an analysis result: a result that is missing (the engine failed,
+    PROCESSING_FAILED) matches neither IS_TRUE nor IS_FALSE, so an engine error never decides."""
+    value = results.value(analysis.analyzer, analysis.result_field)
+    return isinstance(value, bool) and truth(value)
+
+
+def analysis_strings(results: AnalysisResults, analysis: Analysis) -> tuple[str, ...]:
+    """A string result's candidates: each of its comma-separated values (listedOn may name
+    several lists); none when missing or empty (then only NOT_EQUALS matches)."""
+    value = results.value(analysis.analyzer, analysis.result_field)
+    if not isinstance(value, str) or not value:
+        return ()
+    return tuple(v for v in value.split(",") if v)
+
+
+def analysis_verdict(results: AnalysisResults, analysis: Analysis) -> str:
+    """A VerdictExpression on an analysis (rspamd's `verdict`): PROCESSING_FAILED when the
+    engine failed or gave no verdict."""
+    value = results.value(analysis.analyzer, analysis.result_field)
+    return value if isinstance(value, str) and value else Verdict.PROCESSING_FAILED.value

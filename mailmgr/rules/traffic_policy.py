@@ -17,6 +17,7 @@ from mailmgr import logs, records
 from mailmgr.admin.metrics import METRICS
 from mailmgr.config.models import (
     AcceptAction,
+    Analysis,
     BooleanOperator,
     IngressBooleanCondition,
     IngressIpCondition,
@@ -28,10 +29,10 @@ from mailmgr.config.models import (
     TlsProtocolOperator,
     TrafficPolicy,
 )
-from mailmgr.message import SessionFacts
+from mailmgr.message import AnalysisResults, SessionFacts
 from mailmgr.rules.address_lists import AddressListIndex
-from mailmgr.rules.conditions import RuleCompileError
-from mailmgr.rules.operators import parse_address
+from mailmgr.rules.conditions import RuleCompileError, analysis_strings
+from mailmgr.rules.operators import parse_address, string_matcher
 
 EVALUATED_EVENT = "traffic_policy.evaluated"
 
@@ -65,7 +66,10 @@ class _Subject:
     ip_family: int  # 4 or 6 (IPv4-mapped IPv6 counts as 4); 0 when the peer IP is unparsable
     ip: int
     tls: tuple[int, int] | None  # None: plaintext session
+    analysis: AnalysisResults  # the transaction's RCPT-time (DNSBL) results
 
+
+_NO_ANALYSIS = AnalysisResults()
 
 _Test = Callable[[_Subject], bool]
 
@@ -80,16 +84,21 @@ class CompiledCondition:
     values: tuple[str, ...]
     test: _Test
     address_list: str | None = None  # IsInAddressList: the list's ID
+    analysis: Analysis | None = None  # an add-on result instead of `attribute`
 
     def to_expression(self) -> dict[str, Any]:
         """`{attribute, operator, value}` of Mail Manager's debug record: `value` as the config
-        gives it (the Values list, the TLS protocol string, the address list IDs)."""
+        gives it (the Values list, the TLS protocol string, the address list IDs); an Analysis
+        condition has `analysis: {analyzer, resultField}` instead of `attribute`."""
+        if self.analysis is not None:
+            value: str | list[str] = list(self.values)
+            return {"analysis": {"analyzer": self.analysis.analyzer,
+                                 "resultField": self.analysis.result_field},
+                    "operator": self.operator, "value": value}
         if self.address_list is not None:
             return {"attribute": self.attribute, "operator": self.operator.rsplit(" ", 1)[-1],
                     "value": [self.address_list]}
-        value: str | list[str] = (
-            self.values[0] if self.expression == "TlsExpression" else list(self.values)
-        )
+        value = self.values[0] if self.expression == "TlsExpression" else list(self.values)
         return {"attribute": self.attribute, "operator": self.operator, "value": value}
 
     def to_log(self, matched: bool) -> dict[str, Any]:
@@ -102,6 +111,9 @@ class CompiledCondition:
             record["address_list"] = self.address_list
         else:
             record["values"] = list(self.values)
+        if self.analysis is not None:
+            record["analysis"] = {"analyzer": self.analysis.analyzer,
+                                  "result_field": self.analysis.result_field}
         record["result"] = matched
         return record
 
@@ -142,7 +154,7 @@ class CompiledTrafficPolicy:
     """A traffic policy with its conditions compiled to closures over precomputed values."""
 
     __slots__ = ("_allow", "_counters", "_deny", "_needs_ip", "arn", "default_action", "id",
-                 "max_message_size", "name", "records", "statements")
+                 "max_message_size", "name", "needs_analysis", "records", "statements")
 
     def __init__(
         self, policy: TrafficPolicy, statements: tuple[CompiledStatement, ...], needs_ip: bool,
@@ -158,6 +170,10 @@ class CompiledTrafficPolicy:
         self._deny = tuple(s for s in statements if s.action is AcceptAction.DENY)
         self._allow = tuple(s for s in statements if s.action is AcceptAction.ALLOW)
         self._needs_ip = needs_ip
+        # Some condition reads an analyzer's result: RCPT waits for the transaction's DNSBL
+        # answers (bounded by the analyzers' timeouts) before deciding.
+        self.needs_analysis = any(c.analysis is not None for s in statements
+                                  for c in s.conditions)
         self.records = records
         # mailmgr_traffic_policy_decisions cells, bound once: [0] the DefaultAction, [i]
         # statement i (the RCPT path only indexes and increments).
@@ -187,29 +203,34 @@ class CompiledTrafficPolicy:
         )
         return cls(policy, statements, needs_ip, records)
 
-    def _subject(self, session: SessionFacts, recipient: str) -> _Subject:
+    def _subject(self, session: SessionFacts, recipient: str,
+                 analysis: AnalysisResults) -> _Subject:
         family, ip = 0, 0
         if self._needs_ip:
             address = parse_address(session.peer_ip)
             if address is not None:
                 family, ip = address.version, int(address)
         tls = _TLS_VERSIONS.get(session.tls_protocol) if session.tls_protocol else None
-        return _Subject(recipient, recipient.casefold(), family, ip, tls)
+        return _Subject(recipient, recipient.casefold(), family, ip, tls, analysis)
 
-    def decide(self, session: SessionFacts, recipient: str) -> PolicyDecision:
-        """Any matching DENY statement rejects; else any matching ALLOW accepts; else default."""
+    def decide(self, session: SessionFacts, recipient: str,
+               analysis: AnalysisResults = _NO_ANALYSIS) -> PolicyDecision:
+        """Any matching DENY statement rejects; else any matching ALLOW accepts; else default.
+        `analysis`: the transaction's RCPT-time analyzer results (needed when
+        `needs_analysis`; without them an Analysis condition matches as for a failed engine)."""
         if not self.statements:
             return PolicyDecision(self.default_action, None)
-        subject = self._subject(session, recipient)
+        subject = self._subject(session, recipient, analysis)
         for group in (self._deny, self._allow):
             for statement in group:
                 if statement.matches(subject):
                     return PolicyDecision(statement.action, statement.index)
         return PolicyDecision(self.default_action, None)
 
-    def evaluate(self, session: SessionFacts, recipient: str) -> PolicyEvaluation:
+    def evaluate(self, session: SessionFacts, recipient: str,
+                 analysis: AnalysisResults = _NO_ANALYSIS) -> PolicyEvaluation:
         """Like decide(), evaluating every condition so the debug record can show them all."""
-        subject = self._subject(session, recipient)
+        subject = self._subject(session, recipient, analysis)
         results = tuple(
             StatementResult(s, tuple(c.test(subject) for c in s.conditions))
             for s in self.statements
@@ -224,7 +245,8 @@ class CompiledTrafficPolicy:
                 break
         return PolicyEvaluation(decision, results)
 
-    def check(self, session: SessionFacts, recipient: str, mail_from: str = "") -> PolicyDecision:
+    def check(self, session: SessionFacts, recipient: str, mail_from: str = "",
+              analysis: AnalysisResults = _NO_ANALYSIS) -> PolicyDecision:
         """decide() at RCPT, counted in mailmgr_traffic_policy_decisions_total, plus the
         `traffic_policy.evaluated` record when DEBUG logging is on and Mail Manager's
         TRAFFIC_POLICY_DEBUG_LOGS record when Log.Records is on (`mail_from`: the envelope
@@ -232,13 +254,14 @@ class CompiledTrafficPolicy:
 
         The full trace is only built when a record will be written: the RCPT path stays cheap."""
         if self.records or _logger.isEnabledFor(logging.DEBUG):
-            return self._traced(session, recipient, mail_from)
-        decision = self.decide(session, recipient)
+            return self._traced(session, recipient, mail_from, analysis)
+        decision = self.decide(session, recipient, analysis)
         self._counters[decision.statement or 0][0] += 1
         return decision
 
-    def _traced(self, session: SessionFacts, recipient: str, mail_from: str) -> PolicyDecision:
-        evaluation = self.evaluate(session, recipient)
+    def _traced(self, session: SessionFacts, recipient: str, mail_from: str,
+                analysis: AnalysisResults) -> PolicyDecision:
+        evaluation = self.evaluate(session, recipient, analysis)
         if _logger.isEnabledFor(logging.DEBUG):
             logs.event(EVALUATED_EVENT, logging.DEBUG,
                        **debug_record(self, evaluation, session, recipient))
@@ -342,7 +365,9 @@ def _compile_condition(
     condition: PolicyCondition, lists: Mapping[str, AddressListIndex]
 ) -> CompiledCondition:
     if isinstance(condition, IngressStringCondition):
-        if condition.analysis is not None or condition.attribute != "RECIPIENT":
+        if condition.analysis is not None:
+            return _analysis_string(condition, condition.analysis)
+        if condition.attribute != "RECIPIENT":
             raise RuleCompileError("traffic policy StringExpression supports RECIPIENT only")
         return CompiledCondition(
             "StringExpression", "RECIPIENT", condition.operator.value, condition.values,
@@ -356,8 +381,10 @@ def _compile_condition(
             _tls_test(condition.operator, condition.value),
         )
     if isinstance(condition, IngressBooleanCondition):
+        if condition.analysis is not None:
+            return _analysis_boolean(condition.operator, condition.analysis)
         if condition.address_list_id is None:
-            raise RuleCompileError("traffic policy BooleanExpression with Analysis is unsupported")
+            raise RuleCompileError("traffic policy BooleanExpression without an operand")
         index = lists.get(condition.address_list_id)
         if index is None:
             raise RuleCompileError(f"unknown address list {condition.address_list_id!r}")
@@ -436,3 +463,28 @@ def _list_test(index: AddressListIndex, operator: BooleanOperator) -> _Test:
     if BooleanOperator(operator) is BooleanOperator.IS_TRUE:
         return lambda s: index.contains(s.address)
     return lambda s: not index.contains(s.address)
+
+
+def _analysis_boolean(operator: BooleanOperator, analysis: Analysis) -> CompiledCondition:
+    """isListed IS_TRUE / IS_FALSE; a failed lookup (no value) matches neither, so a DNS
+    outage never rejects mail by itself."""
+    want = BooleanOperator(operator) is BooleanOperator.IS_TRUE
+    name, field_name = analysis.analyzer, analysis.result_field
+
+    def test(s: _Subject) -> bool:
+        value = s.analysis.value(name, field_name)
+        return isinstance(value, bool) and value is want
+
+    return CompiledCondition("BooleanExpression", f"Analysis {name} {field_name}",
+                             operator.value, (), test, analysis=analysis)
+
+
+def _analysis_string(condition: IngressStringCondition, analysis: Analysis) -> CompiledCondition:
+    """listedOn against the values, with the rule engine's candidate semantics: each listed
+    name is a candidate; none (not listed, or failed) only matches NOT_EQUALS."""
+    matcher = string_matcher(condition.operator, condition.values)
+    return CompiledCondition(
+        "StringExpression", f"Analysis {analysis.analyzer} {analysis.result_field}",
+        condition.operator.value, condition.values,
+        lambda s: matcher(analysis_strings(s.analysis, analysis)), analysis=analysis,
+    )

@@ -159,7 +159,9 @@ def stamped_content(content: bytes, found: Stamp, below: bytes = b"") -> bytes:
         kept += content[pos:section.end] + eol
         pos = section.end
     kept += content[pos:]
-    return render_lines(HEADER, _result_lines(found.value), eol) + below + bytes(kept)
+    # An empty value: only fields to strip (no verdicts were computed), nothing of ours to add.
+    ours = render_lines(HEADER, _result_lines(found.value), eol) if found.value else b""
+    return ours + below + bytes(kept)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ from mailmgr.config.models import (
 )
 from mailmgr.errors import SpoolError
 from mailmgr.ingress import IngressServer
-from mailmgr.message import Envelope, SessionFacts, new_message_id
+from mailmgr.message import AnalysisResults, Envelope, SessionFacts, new_message_id
+
+NO_ANALYSIS = AnalysisResults()
 
 HOSTNAME = "mx.ingress.test"
 
@@ -117,7 +119,8 @@ class RecordingAcceptor:
     fail: bool = False
     calls: int = 0
 
-    async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes) -> str:
+    async def accept(self, session: SessionFacts, envelope: Envelope, content: bytes,
+                     analysis: AnalysisResults = NO_ANALYSIS) -> str:
         self.calls += 1
         if self.fail:
             raise SpoolError("disk full at /var/lib/mailmgr/spool/tmp/secret-path")
@@ -133,8 +136,10 @@ class DenyListPolicy:
     denied: frozenset[str] = frozenset()
     asked: list[tuple[SessionFacts, str]] = field(default_factory=list)
     fail: bool = False
+    needs_analysis: bool = False
 
-    def check(self, session: SessionFacts, recipient: str, mail_from: str = "") -> bool:
+    def check(self, session: SessionFacts, recipient: str, mail_from: str = "",
+              analysis: AnalysisResults = NO_ANALYSIS) -> bool:
         self.asked.append((session, recipient))
         if self.fail:
             raise RuntimeError("address list file /etc/secret/list.csv unreadable")

@@ -6,7 +6,6 @@ import pytest
 from rules_samples import CERT, CONTENT, make_facts
 
 from mailmgr.config.models import (
-    Analysis,
     BooleanCondition,
     BooleanOperator,
     DmarcCondition,
@@ -272,9 +271,6 @@ def test_headers_without_body_separator() -> None:
 @pytest.mark.parametrize(
     "condition",
     [
-        StringCondition(S.EQUALS, ("x",), analysis=Analysis("arn:a", "f")),
-        BooleanCondition(T, analysis=Analysis("arn:a", "f")),
-        VerdictCondition(V.EQUALS, ("PASS",), analysis=Analysis("arn:a", "f")),
         BooleanCondition(T, address_list_attribute="RECIPIENT", address_list_id="al-missing"),
         StringCondition(S.EQUALS, ("x",), attribute="BOGUS"),
         IpCondition(M, ("not-a-cidr",)),
