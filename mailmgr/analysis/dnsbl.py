@@ -2,8 +2,9 @@
 address, domain zones about the HELO, envelope-sender, From and body URL domains, through
 mailmgr's resolver; answers read as listings (127.0.0.0/8), refusals (127.255.255.0/24) or errors.
 
-Results: `isListed` (bool) and `listedOn` (the list names, comma-joined in zone order: the zone's
-`codes` name for the answer address, else "<zone>:<address>"). A listing wins over failed
+Results: `isListed` (bool) and `listedOn` (the list names, comma-joined, in query order and then
+answer-address order, each once: the zone's `codes` name for the answer address, else
+"<zone>:<address>"). A listing wins over failed
 queries; failed queries without a listing raise AnalysisError ("refused" when a list refused to
 answer, else "dns"). Which names were asked is in the module docstring of analysis/urls.py.
 """
@@ -218,7 +219,7 @@ class DnsblEngine:
                       f" {first.query.item} on {first.query.zone.zone}: {first.error}"),
             )
         if early is not None:
-            detail = f"not listed ({early.detail}; then {outcome.asked} more queries)"
+            detail = f"not listed (RCPT-time result kept; {outcome.asked} more queries)"
         elif outcome.asked:
             detail = f"not listed ({outcome.asked} queries)"
         else:
@@ -246,11 +247,13 @@ def _read(query: _Query, answer: DnsAnswer) -> _Answer:
         return _Answer(query, error=answer.reason or "DNS error")
     codes = dict(query.zone.codes)
     lists: dict[str, None] = {}
-    for value in answer.values:
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            return _Answer(query, error="unparsable answer")
+    try:
+        # Sorted: an RRset has no order, and listedOn must not change between two asks.
+        addresses = sorted(ipaddress.ip_address(value) for value in answer.values)
+    except (TypeError, ValueError):
+        return _Answer(query, error="unparsable answer")
+    for address in addresses:
+        value = str(address)
         if address in _REFUSED:
             return _Answer(query, error=f"query refused ({value})", refused=True)
         if address not in _LISTED:
