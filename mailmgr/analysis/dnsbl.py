@@ -35,6 +35,9 @@ from mailmgr.message import AnalysisResult, AnalysisStatus, InboundMessage, Verd
 from mailmgr.verdicts.dns import DnsAnswer, Outcome, RecordType, Resolver
 
 MAX_IN_FLIGHT = 16  # queries of one analysis sent at once
+# Larger messages are parsed for From and URL domains in a worker thread: the walk and the
+# URL scan (bounded: analysis/urls.py) take up to tens of milliseconds, too long for the loop.
+PARSE_IN_THREAD_BYTES = 64 * 1024
 MAX_DETAIL = 200  # AnalysisResult.detail's bound
 _LISTED = ipaddress.ip_network("127.0.0.0/8")
 # Spamhaus's "not a listing" answers: 127.255.255.252 typo in the zone name, .254 query through a
@@ -114,7 +117,11 @@ class DnsblEngine:
                                         message.envelope.mail_from)
         reuse = (early is not None and early.status is AnalysisStatus.OK
                  and early.analyzer == self.analyzer.name)
-        queries = self._message_queries(message.content, {q.name for q in session})
+        done = {q.name for q in session}
+        if len(message.content) > PARSE_IN_THREAD_BYTES:
+            queries = await asyncio.to_thread(self._message_queries, message.content, done)
+        else:
+            queries = self._message_queries(message.content, done)
         if not reuse:
             queries = session + queries
         return self._result(await self._ask(queries), early if reuse else None)

@@ -110,6 +110,7 @@ def body_domains(content: bytes, limit: int, max_bytes: int = MAX_SCAN_BYTES
     tree = walk(content[:head + MAX_WALK_BYTES] if len(content) > head + MAX_WALK_BYTES
                 else content)
     found: dict[str, None] = {}
+    seen: set[str] = set()  # authorities already looked at: spam repeats one link many times
     left = max_bytes
     for part in _text_parts(tree.root):
         if left <= 0:
@@ -118,7 +119,11 @@ def body_domains(content: bytes, limit: int, max_bytes: int = MAX_SCAN_BYTES
         left -= end - part.body_start
         for match in _URL.finditer(_text(decoded_body(content, replace(part, body_end=end)),
                                          part.content_type.param("charset") or "utf-8")):
-            host = url_host(match.group(1))
+            authority = match.group(1)
+            if authority in seen:
+                continue
+            seen.add(authority)
+            host = url_host(authority)
             if host is None:
                 continue
             for name in with_organizational(host):
