@@ -1,4 +1,4 @@
-"""The `Analyzers` section (mailmgr's extension): entries -> Analyzer models, every problem reported.
+"""The `Analyzers` section (mailmgr's extension): entries -> Analyzer models, all problems.
 
 Checks names, add-on instance ARNs and each engine's settings (Dnsbl zones and return codes,
 rspamd URL, clamd address, timeouts and bounds); it resolves no references and opens no sockets.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from mailmgr.config.analyzer_models import RESULT_FIELDS
 from mailmgr.config.fields import Ctx, brief, key_path
 from mailmgr.config.ids import ResourceKind
-from mailmgr.config.analyzer_models import RESULT_FIELDS
 from mailmgr.config.models import (
     AcceptAction,
     Analysis,
