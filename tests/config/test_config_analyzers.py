@@ -23,6 +23,7 @@ from mailmgr.config.models import (
     RspamdSettings,
 )
 from mailmgr.config.summary import summary
+from mailmgr.reload import config_hash
 from tests.support import ROOT
 
 ARN = "arn:aws:ses:us-east-1:123456789012:addon-instance/ai-spamhaus"
@@ -290,3 +291,16 @@ def test_check_config_lists_analyzers(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "  vade  Rspamd" in result.stdout
+
+
+def test_config_hash_changes_with_analyzers_and_server_analysis(tmp_path: Path) -> None:
+    """A reload sees an analyzer change: the config's identity covers the whole section."""
+    def digest(data: dict[str, Any]) -> str:
+        return config_hash(config.load(write(tmp_path, data)))
+
+    first = digest(with_analyzers(SPAMHAUS, VADE))
+    assert digest(with_analyzers(SPAMHAUS, VADE)) == first
+    slower = {**VADE, "Rspamd": {**VADE["Rspamd"], "Timeout": 6}}
+    assert digest(with_analyzers(SPAMHAUS, slower)) != first
+    assert digest(with_analyzers(SPAMHAUS)) != first
+    assert digest(with_analyzers(SPAMHAUS, VADE, Analysis={"AddHeaders": True})) != first
