@@ -13,10 +13,13 @@ from mailmgr import config
 from mailmgr.config.models import (
     Analysis,
     BooleanCondition,
+    BooleanOperator,
     IngressBooleanCondition,
     IngressStringCondition,
     StringCondition,
+    StringOperator,
     VerdictCondition,
+    VerdictOperator,
 )
 
 ARN = "arn:aws:ses:us-east-1:123456789012:addon-instance/ai-spamhaus"
@@ -68,16 +71,12 @@ def test_rule_references_by_name_arn_and_other_region_resolve_to_the_name(
     )
     rule = config.load(write(tmp_path, data)).rule_sets[0].rules[0]
     assert rule.conditions == (
-        BooleanCondition(rule.conditions[0].operator,  # type: ignore[union-attr]
-                         analysis=Analysis("trendmicro", "isPassed")),
-        VerdictCondition(rule.conditions[1].operator,  # type: ignore[union-attr]
-                         ("FAIL",), analysis=Analysis("vade", "verdict")),
-        StringCondition(rule.conditions[2].operator,  # type: ignore[union-attr]
-                        ("x",), analysis=Analysis("vade", "category")),
-        StringCondition(rule.conditions[3].operator,  # type: ignore[union-attr]
-                        ("x",), analysis=Analysis("vade", "score")),
-        StringCondition(rule.conditions[4].operator,  # type: ignore[union-attr]
-                        ("x",), analysis=Analysis("spamhaus", "listedOn")),
+        BooleanCondition(BooleanOperator.IS_TRUE, analysis=Analysis("trendmicro", "isPassed")),
+        VerdictCondition(VerdictOperator.EQUALS, ("FAIL",), analysis=Analysis("vade", "verdict")),
+        StringCondition(StringOperator.EQUALS, ("x",), analysis=Analysis("vade", "category")),
+        StringCondition(StringOperator.EQUALS, ("x",), analysis=Analysis("vade", "score")),
+        StringCondition(StringOperator.EQUALS, ("x",),
+                        analysis=Analysis("spamhaus", "listedOn")),
     )
 
 
