@@ -70,6 +70,22 @@ def instance_id(arn: str) -> str:
     return match.group(1) if match else ""
 
 
+def find_analyzer(analyzers: tuple[Analyzer, ...], ref: str) -> Analyzer | None:
+    """The analyzer `ref` names: its Name, its AnalyzerArn (exact, case-sensitive), or an
+    add-on instance ARN with the same instance ID in another partition, region or account (as
+    other resources' ARNs are matched). What the loader uses for `Analysis.Analyzer`; explain's
+    `--analysis ANALYZER:FIELD=VALUE` can use it too."""
+    for item in analyzers:
+        if ref in (item.name, item.arn):
+            return item
+    wanted = instance_id(ref)
+    if wanted:
+        for item in analyzers:
+            if item.arn and instance_id(item.arn) == wanted:
+                return item
+    return None
+
+
 def build_analyzers(ctx: Ctx, data: dict[str, Any], path: str = "$.Analyzers"
                     ) -> tuple[Analyzer, ...]:
     """The entries of `data["Analyzers"]` (absent: none) that have a valid Name and one engine.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailmgr.config.analyzers import instance_id
+from mailmgr.config.analyzers import find_analyzer
 from mailmgr.config.fields import Ctx
 from mailmgr.config.ids import KINDS, ResourceKind, parse_arn
 from mailmgr.config.models import Analyzer
@@ -31,18 +31,8 @@ class Resolver:
         self.analyzers: tuple[Analyzer, ...] = ()  # set by the loader before any rule is built
 
     def analyzer(self, ref: str) -> Analyzer | None:
-        """The analyzer `ref` names: its Name, its AnalyzerArn (exact, case-sensitive), or an
-        add-on instance ARN with the same instance ID in another region or account (as other
-        resources' ARNs are matched)."""
-        for item in self.analyzers:
-            if ref in (item.name, item.arn):
-                return item
-        wanted = instance_id(ref)
-        if wanted:
-            for item in self.analyzers:
-                if item.arn and instance_id(item.arn) == wanted:
-                    return item
-        return None
+        """The analyzer `ref` names (Name or AnalyzerArn; analyzers.find_analyzer)."""
+        return find_analyzer(self.analyzers, ref)
 
     def describe_analyzers(self) -> str:
         if not self.analyzers:
