@@ -1,7 +1,8 @@
-"""Everything valid in AWS that this version of mailmgr cannot run yet, and the analyzer registry.
+"""Everything valid in AWS that this version of mailmgr cannot run yet.
 
 Each not-yet-implemented feature is one line here: implementing it means deleting that line (the
-loader already builds full models for all of them). Callers attach the JSON path.
+loader already builds full models for all of them). Callers attach the JSON path. Analyzers
+(`Analysis` conditions) are real: the `Analyzers` section maps them to local engines.
 """
 
 from __future__ import annotations
@@ -11,21 +12,11 @@ from __future__ import annotations
 NOT_IMPLEMENTED_ACTIONS: frozenset[str] = frozenset()
 NOT_IMPLEMENTED_ARCHIVE_STORAGE: frozenset[str] = frozenset({"S3"})
 
-# Local analyzers (Mail Manager add-ons), keyed by analyzer ARN -> short description.
-# An `Analysis` naming an ARN that is not here is a config error.
-ANALYZERS: dict[str, str] = {}
-
 _SUFFIX = "is not implemented yet in this version of mailmgr"
 
 
 def action_problem(action: str) -> str | None:
     return f"action '{action}' {_SUFFIX}" if action in NOT_IMPLEMENTED_ACTIONS else None
-
-
-def analyzer_problem(analyzer_arn: str) -> str | None:
-    if analyzer_arn in ANALYZERS:
-        return None
-    return f"unknown analyzer '{analyzer_arn}': no local analyzer is registered"
 
 
 def archive_storage_problem(storage: str) -> str | None:

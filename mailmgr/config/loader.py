@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailmgr.config.analyzers import build_analyzers
 from mailmgr.config.documents import load_document
 from mailmgr.config.fields import Ctx, Sink, brief, check_keys, index_path, key_path, type_name
 from mailmgr.config.ids import ID_PATTERN, KINDS, ResourceKind, derive_id, make_arn
@@ -32,7 +33,7 @@ from mailmgr.errors import ConfigError
 
 TOP_LEVEL_KEYS = (
     "Server", "IngressPoints", "TrafficPolicies", "RuleSets", "Relays", "AddressLists",
-    "Archives", "Mailboxes",
+    "Archives", "Mailboxes", "Analyzers",
 )
 EXTENSION_KEYS: dict[ResourceKind, tuple[str, ...]] = {
     ResourceKind.INGRESS_POINT: (
@@ -152,6 +153,8 @@ def load(path: Path) -> Config:
         parse_server(Ctx(str(path), path.parent, Sink()), None)
     )
     resolver = Resolver()
+    # Before every rule set and traffic policy: their `Analysis` conditions name analyzers.
+    resolver.analyzers = _guard(ctx, "$.Analyzers", build_analyzers, ctx, data) or ()
     mailboxes = _guard(ctx, "$.Mailboxes", lambda: build_mailboxes(
         ctx, [e for _, e in _entries(ctx, data, "Mailboxes")], "$.Mailboxes", resolver)) or ()
 
@@ -180,4 +183,5 @@ def load(path: Path) -> Config:
         address_lists=tuple(built[ResourceKind.ADDRESS_LIST]),
         archives=tuple(built[ResourceKind.ARCHIVE]),
         mailboxes=mailboxes,
+        analyzers=resolver.analyzers,
     )

@@ -1,15 +1,18 @@
 """The index of declared resources: duplicate detection and reference resolution to IDs.
 
 A reference may be an ID, a name or an ARN (matched by resource type and trailing ID; region
-and account are ignored). It reports problems but builds no models.
+and account are ignored). Analyzers are looked up by Name or AnalyzerArn the same way. It
+reports problems but builds no models.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailmgr.config.analyzers import find_analyzer
 from mailmgr.config.fields import Ctx
 from mailmgr.config.ids import KINDS, ResourceKind, parse_arn
+from mailmgr.config.models import Analyzer
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,17 @@ class Resolver:
     def __init__(self) -> None:
         self._declared: dict[ResourceKind, list[Declared]] = {k: [] for k in ResourceKind}
         self.mailbox_arns: set[str] = set()
+        self.analyzers: tuple[Analyzer, ...] = ()  # set by the loader before any rule is built
+
+    def analyzer(self, ref: str) -> Analyzer | None:
+        """The analyzer `ref` names (Name or AnalyzerArn; analyzers.find_analyzer)."""
+        return find_analyzer(self.analyzers, ref)
+
+    def describe_analyzers(self) -> str:
+        if not self.analyzers:
+            return "no analyzer is configured: add it under Analyzers"
+        return "configured: " + ", ".join(
+            f"{a.name} [{a.arn}]" if a.arn else a.name for a in self.analyzers)
 
     def add(self, item: Declared) -> None:
         """Register a resource; a repeated name or ID is a problem at the later one."""

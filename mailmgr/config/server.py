@@ -15,6 +15,7 @@ from mailmgr.config.fields import (
     check_keys,
     key_path,
     mapping,
+    opt_bool,
     opt_number,
     opt_str,
     parse_host_port,
@@ -22,6 +23,7 @@ from mailmgr.config.fields import (
 )
 from mailmgr.config.models import (
     AdminSettings,
+    AnalysisSettings,
     ListenAddress,
     RetryPolicy,
     ServerConfig,
@@ -30,7 +32,7 @@ from mailmgr.config.models import (
 
 SERVER_KEYS = (
     "Hostname", "DataDirectory", "Region", "AccountId", "Aws", "Dns", "Log", "Workers",
-    "Retry", "ShutdownGraceSeconds", "Limits", "Admin",
+    "Retry", "ShutdownGraceSeconds", "Limits", "Admin", "Analysis",
 )
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:9025"
 MAX_TOKEN_FILE_BYTES = 4096
@@ -160,6 +162,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
     grace = opt_number(ctx, server, "ShutdownGraceSeconds", path, minimum=0.0)
     limits = _parse_limits(ctx, server, path)
     admin = _parse_admin(ctx, server, path)
+    analysis = _parse_analysis(ctx, server, path)
 
     return ServerConfig(
         hostname=hostname or default_hostname(),
@@ -179,6 +182,7 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         shutdown_grace=10.0 if grace is None else grace,
         limits=limits,
         admin=admin,
+        analysis=analysis,
     )
 
 
@@ -216,6 +220,26 @@ def _parse_admin(ctx: Ctx, server: dict[Any, Any], path: str) -> AdminSettings:
                                                          key_path(where, "TokenFile"))
     return AdminSettings(listen=tuple(listen), token=token,
                          drain_seconds=5.0 if drain is None else drain)
+
+
+_ANALYSIS_TIMEOUT_MAX = 300.0  # seconds; as each analyzer's own Timeout
+
+
+def _parse_analysis(ctx: Ctx, server: dict[Any, Any], path: str) -> AnalysisSettings:
+    """`Server.Analysis`: AddHeaders (X-Mailmgr-Spam/-Virus, default false) and Timeout (one
+    message's analyses together, seconds, default 15)."""
+    where = key_path(path, "Analysis")
+    section = _section(ctx, server, "Analysis", path, ("AddHeaders", "Timeout"))
+    defaults = AnalysisSettings()
+    add_headers = opt_bool(ctx, section, "AddHeaders", where)
+    timeout = opt_number(ctx, section, "Timeout", where, maximum=_ANALYSIS_TIMEOUT_MAX)
+    if timeout is not None and timeout <= 0:
+        ctx.problem(key_path(where, "Timeout"), "Timeout must be greater than 0 (seconds)")
+        timeout = None
+    return AnalysisSettings(
+        add_headers=defaults.add_headers if add_headers is None else add_headers,
+        timeout=defaults.timeout if timeout is None else timeout,
+    )
 
 
 def _read_token(ctx: Ctx, name: str, where: str) -> str | None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from mailmgr.config.models import (
     Analysis,
+    Analyzer,
     BooleanCondition,
+    ClamavSettings,
     Config,
     DmarcCondition,
+    DnsblSettings,
     IngressBooleanCondition,
     IngressIpCondition,
     IngressStringCondition,
@@ -17,6 +20,7 @@ from mailmgr.config.models import (
     IpCondition,
     NumberCondition,
     PolicyCondition,
+    RspamdSettings,
     RuleAction,
     RuleCondition,
     StringCondition,
@@ -80,6 +84,25 @@ def _action(a: RuleAction, config: Config) -> str:
         case _:
             detail = "".join(f" {k}={v}" for k, v in a.params.items())
     return f"{a.aws_name}{detail}"
+
+
+def _analyzer(a: Analyzer) -> list[str]:
+    out = [f"  {a.name}  {a.engine}" + (f"  arn {a.arn}" if a.arn else "")]
+    match a.settings:
+        case DnsblSettings() as d:
+            for z in d.zones:
+                codes = ", ".join(f"{code}={name}" for code, name in z.codes)
+                out.append(f"    zone {z.zone} ({z.type})" + (f" codes {codes}" if codes else ""))
+            out.append(f"    timeout {d.timeout:g} s, at most {d.max_body_domains} body domains"
+                       + (", private addresses included" if d.include_private else ""))
+        case RspamdSettings() as r:
+            out.append(f"    {r.url}/checkv2, timeout {r.timeout:g} s, "
+                       f"at most {r.max_concurrency} in flight")
+        case ClamavSettings() as c:
+            where = f"unix:{c.unix_path}" if c.unix_path else str(c.tcp)
+            out.append(f"    clamd {where}, timeout {c.timeout:g} s, stream limit "
+                       f"{c.max_stream_bytes} bytes, at most {c.max_concurrency} in flight")
+    return out
 
 
 def summary(config: Config) -> str:
@@ -149,4 +172,9 @@ def summary(config: Config) -> str:
     for mb in config.mailboxes:
         target = f"LMTP {mb.lmtp}" if mb.lmtp else f"Maildir {mb.maildir}"
         out.append(f"  {mb.arn} -> {target}")
+    analysis = s.analysis
+    out.append(f"Analyzers ({len(config.analyzers)}): message timeout {analysis.timeout:g} s, "
+               f"X-Mailmgr-Spam/-Virus headers {'on' if analysis.add_headers else 'off'}")
+    for a in config.analyzers:
+        out += _analyzer(a)
     return "\n".join(out) + "\n"

@@ -1,4 +1,4 @@
-"""Not-yet-implemented features, analyzers, and coverage of the AWS RuleAction union."""
+"""Not-yet-implemented features and coverage of the AWS RuleAction union."""
 
 from __future__ import annotations
 
@@ -110,25 +110,11 @@ def test_archive_s3_storage_not_implemented(problems: Problems) -> None:
     assert p.message == "archive Storage 'S3' is not implemented yet in this version of mailmgr"
 
 
-ANALYZER = "arn:aws:ses:us-east-1:123456789012:addon-subscription/as-1"
-
-
-def test_unknown_analyzer_in_rule_and_policy(problems: Problems) -> None:
-    data = base()
-    analysis = {"Analyzer": ANALYZER, "ResultField": "addon.score"}
-    data["RuleSets"][0]["Rules"][0]["Conditions"] = [{"VerdictExpression": {
-        "Evaluate": {"Analysis": analysis}, "Operator": "EQUALS", "Values": ["PASS"]}}]
-    data["TrafficPolicies"][0]["PolicyStatements"] = [{"Action": "DENY", "Conditions": [
-        {"BooleanExpression": {"Evaluate": {"Analysis": analysis}, "Operator": "IS_TRUE"}}]}]
-    found = problems(data)
-    message = f"unknown analyzer '{ANALYZER}': no local analyzer is registered"
-    paths = {p.path for p in found if p.message == message}
-    assert paths == {
-        "$.RuleSets[0].Rules[0].Conditions[0].VerdictExpression.Evaluate.Analysis.Analyzer",
-        "$.TrafficPolicies[0].PolicyStatements[0].Conditions[0].BooleanExpression.Evaluate"
-        ".Analysis.Analyzer",
-    }
-    assert features.ANALYZERS == {}
+def test_analyzers_are_no_longer_a_not_implemented_feature() -> None:
+    """Analysis conditions are real (tests/config/test_config_analysis.py); nothing in the
+    registry of unimplemented features mentions them."""
+    assert not hasattr(features, "ANALYZERS")
+    assert not hasattr(features, "analyzer_problem")
 
 
 def test_every_aws_rule_action_is_known() -> None:

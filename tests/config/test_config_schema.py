@@ -39,7 +39,7 @@ def test_unknown_top_level_key(problems: Problems) -> None:
     (p,) = problems(data)
     assert p.path == "$"
     assert p.message == ("unknown key 'Rulesets' (allowed: Server, IngressPoints, TrafficPolicies,"
-                         " RuleSets, Relays, AddressLists, Archives, Mailboxes)")
+                         " RuleSets, Relays, AddressLists, Archives, Mailboxes, Analyzers)")
 
 
 def test_unknown_key_in_resource_lists_extensions(problems: Problems) -> None:
