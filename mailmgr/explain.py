@@ -112,9 +112,10 @@ def configured_analysis(config: Config, skip: frozenset[str] = frozenset()) -> A
 
 def overridden_analyzers(config: Config, options: ExplainOptions) -> frozenset[str]:
     """Names of the analyzers --analysis gives results for (they need not run)."""
-    return frozenset(
-        a.name for a in config.analyzers for o in options.analysis if o.analyzer in (a.name, a.arn)
-    )
+    from mailmgr.config.analyzers import find_analyzer
+
+    found = (find_analyzer(config.analyzers, o.analyzer) for o in options.analysis)
+    return frozenset(a.name for a in found if a is not None)
 
 
 def given_verdicts(options: ExplainOptions) -> Verdicts | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailmgr.config.analyzer_models import RESULT_FIELDS
+from mailmgr.config.analyzers import find_analyzer
 from mailmgr.config.models import Analyzer, Config
 from mailmgr.message import (
     AnalysisResult,
@@ -37,9 +38,9 @@ def parse_override(text: str) -> AnalysisOverride:
 
 
 def _analyzer(config: Config, ref: str) -> Analyzer:
-    for analyzer in config.analyzers:
-        if ref in (analyzer.name, analyzer.arn):
-            return analyzer
+    found = find_analyzer(config.analyzers, ref)  # as the loader resolves Analysis.Analyzer
+    if found is not None:
+        return found
     known = ", ".join(a.name for a in config.analyzers) or "none is configured"
     raise ValueError(f"--analysis: unknown analyzer {ref!r} (configured: {known})")
 
