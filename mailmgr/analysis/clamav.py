@@ -8,8 +8,11 @@ rather than a scan clamd would abort half-way with "INSTREAM size limit exceeded
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import struct
+from typing import Any
 
 from mailmgr.analysis.base import AnalysisError
 from mailmgr.config.models import Analyzer, AnalyzerEngine, ClamavSettings
@@ -66,56 +69,96 @@ class ClamavEngine:
         log.debug("clamd %s: %r for %s", self.analyzer.name, reply, message.id)
         return result_from_reply(self.analyzer.name, reply)
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
         try:
             if self.settings.unix_path is not None:
-                return await asyncio.open_unix_connection(self.settings.unix_path,
-                                                        limit=MAX_REPLY_BYTES)
-            assert self.settings.tcp is not None
-            return await asyncio.open_connection(self.settings.tcp.host, self.settings.tcp.port,
-                                                limit=MAX_REPLY_BYTES)
+                targets: list[tuple[int, Any]] = [(socket.AF_UNIX, self.settings.unix_path)]
+            else:
+                assert self.settings.tcp is not None
+                targets = await _tcp_targets(self.settings.tcp.host, self.settings.tcp.port)
+            failure: OSError = OSError(f"no address for {self.address}")
+            for family, address in targets:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    await loop.sock_connect(sock, address)
+                    return sock
+                except OSError as exc:
+                    sock.close()
+                    failure = exc
+                except BaseException:
+                    sock.close()
+                    raise
+            raise failure
         except OSError as exc:
             raise AnalysisError("connect", f"{self.address}: {exc.strerror or exc}") from exc
 
     async def _scan(self, content: bytes) -> str:
-        reader, writer = await self._connect()
+        # Plain non-blocking socket calls rather than streams: when clamd refuses a stream it
+        # writes its reason and closes, and our next write fails with EPIPE; a stream transport
+        # would then drop the unread reason, a socket still lets us read it.
+        loop = asyncio.get_running_loop()
+        sock = await self._connect()
         try:
+            send_error: OSError | None = None
             try:
-                await _send(writer, content)
-            except OSError:
-                # clamd closes the stream when it refuses it (its own StreamMaxLength): its
-                # reply, if any, says why; without one the connection error is the answer.
-                pass
-            try:
-                raw = await reader.readuntil(b"\0")
-            except asyncio.IncompleteReadError as exc:
-                raw = exc.partial
-            except asyncio.LimitOverrunError as exc:
-                raise AnalysisError("protocol", "clamd's reply is too long") from exc
+                await _send(loop, sock, content)
             except OSError as exc:
-                raise AnalysisError("protocol", f"{self.address}: {exc.strerror or exc}"
-                                    ) from exc
+                send_error = exc
+            raw = await _read_reply(loop, sock)
         finally:
-            writer.close()
+            sock.close()
         if not raw:
-            raise AnalysisError("protocol", f"{self.address} closed the connection without a reply")
-        return raw.rstrip(b"\0").decode("utf-8", "replace").strip()
+            during = (f" during the stream ({send_error.strerror or send_error})"
+                      if send_error is not None else "")
+            raise AnalysisError("protocol",
+                                f"{self.address} closed the connection{during} without a reply")
+        return raw.decode("utf-8", "replace").strip()
 
     async def close(self) -> None:
         """Nothing to release: every scan opens and closes its own connection."""
 
 
-async def _send(writer: asyncio.StreamWriter, content: bytes) -> None:
-    # memoryview slices: the chunks are written without copying the message.
+async def _tcp_targets(host: str, port: int) -> list[tuple[int, Any]]:
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+        return [(family, address) for family, _, _, _, address in infos]
+    family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+    return [(family, (host, port))]
+
+
+async def _send(loop: asyncio.AbstractEventLoop, sock: socket.socket, content: bytes) -> None:
+    # memoryview slices: the chunks go out without copying the message.
     view = memoryview(content)
-    writer.write(b"zINSTREAM\0")
+    await loop.sock_sendall(sock, b"zINSTREAM\0")
     for start in range(0, len(view), CHUNK_BYTES):
         chunk = view[start:start + CHUNK_BYTES]
-        writer.write(struct.pack(">I", len(chunk)))
-        writer.write(chunk)
-        await writer.drain()
-    writer.write(_END)
-    await writer.drain()
+        await loop.sock_sendall(sock, struct.pack(">I", len(chunk)))
+        await loop.sock_sendall(sock, chunk)
+    await loop.sock_sendall(sock, _END)
+
+
+async def _read_reply(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    """clamd's reply up to its NUL (or the connection's end); b"" when there is none."""
+    reply = bytearray()
+    while True:
+        try:
+            data = await loop.sock_recv(sock, 4096)
+        except OSError:
+            break  # reset after a refusal: what arrived before is the answer
+        if not data:
+            break
+        reply += data
+        end = reply.find(b"\0")
+        if end >= 0:
+            return bytes(reply[:end])
+        if len(reply) > MAX_REPLY_BYTES:
+            raise AnalysisError("protocol", "clamd's reply is too long")
+    return bytes(reply)
 
 
 def result_from_reply(analyzer: str, reply: str) -> AnalysisResult:

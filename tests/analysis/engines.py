@@ -13,6 +13,7 @@ or `with clamd_instance() as clamd:` / `with rspamd_instance(dns) as rspamd:` an
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
 import signal
@@ -79,10 +80,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    # Linux: the engine gets SIGTERM if pytest itself is killed (no teardown, no atexit).
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     _running[proc.pid] = proc
     return proc
 
@@ -245,7 +253,9 @@ worker "controller" {{
 }}
 """
 
+# A short public-suffix list: rspamd's start-up spends about 9 s compiling the full one.
 _OPTIONS = """\
+url_tld = "{tld}";
 dns {{
     nameserver = ["{dns}"];
     timeout = 0.5s;
@@ -315,7 +325,9 @@ def rspamd_instance(dns_address: str = "127.0.0.1:1", *, timeout: float = 90.0
                             ("helo", PROBE_HELO), ("from", PROBE_FROM), ("rcpt", PROBE_RCPT),
                             ("user", PROBE_USER), ("queueid", PROBE_QUEUE_ID)):
             (maps / f"{name}.map").write_text(value + "\n")
-        (local / "local.d" / "options.inc").write_text(_OPTIONS.format(dns=dns_address))
+        (maps / "tld.dat").write_text("com\norg\nnet\ntest\nexample\ninvalid\n")
+        (local / "local.d" / "options.inc").write_text(
+            _OPTIONS.format(dns=dns_address, tld=maps / "tld.dat"))
         (local / "local.d" / "actions.conf").write_text(_ACTIONS)
         (local / "local.d" / "multimap.conf").write_text(_MULTIMAP.format(d=maps))
         normal, controller = free_port(), free_port()

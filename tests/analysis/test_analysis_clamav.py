@@ -179,6 +179,21 @@ async def test_a_hung_clamd_is_a_timeout_error(tmp_path: Path) -> None:
     assert received == [mail()]  # the whole message went out, as chunks and a zero chunk
 
 
+async def test_a_clamd_that_stops_reading_is_a_timeout_error(tmp_path: Path) -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)  # reads nothing: the client's writes back up
+        writer.close()
+
+    big = mail("v" * (8 * 1024 * 1024))
+    async with _serve(stall, tmp_path) as path:
+        started = time.monotonic()
+        with pytest.raises(AnalysisError) as caught:
+            await scan(big, unix_path=path, timeout=0.5)
+        elapsed = time.monotonic() - started
+    assert caught.value.reason == "timeout"
+    assert 0.4 < elapsed < 2.0
+
+
 @pytest.mark.parametrize(("reply", "reason"), [
     (b"stream: who knows\0", "protocol"),
     (b"", "protocol"),
