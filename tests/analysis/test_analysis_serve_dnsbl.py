@@ -95,7 +95,7 @@ def test_listed_client_and_sender_domain_are_refused_at_rcpt(
     zone.add(f"spammer.test.{DBL}", "A", "127.0.1.2")
     server = server_factory(_config(tmp_path, dns_server.address)).start()
     assert _rcpt(server.port, LISTED_CLIENT, "alice@sender.test") == (
-        550, b"5.7.1 Recipient address rejected by policy")
+        550, b"5.7.1 Recipient rejected by policy")
     assert _rcpt(server.port, "127.0.0.1", "someone@spammer.test")[0] == 550
     assert _rcpt(server.port, "127.0.0.1", "alice@sender.test")[0] == 250
     # the same client and sender again in one session: still refused, one answer per session
