@@ -151,3 +151,23 @@ def test_message_domains_reach_rules_and_headers(
     clean = _archived(server, "clean")
     assert "X-Listed" not in clean and "X-Mailmgr-Spam: PASS;" in clean
     assert "X-Mailmgr-Virus" not in clean  # no virus engine configured
+
+
+def test_reload_adds_and_removes_analyzers(
+    tmp_path: Path, server_factory: Any, dns_server: DnsServer, zone: Zone
+) -> None:
+    """SIGHUP brings a DNSBL gate in (new connections are checked) and takes it out again."""
+    from tests.reload.reload_support import reload
+
+    zone.add(f"2.0.0.127.{ZEN}", "A", "127.0.0.2")
+    gated = _config(tmp_path, dns_server.address)
+    plain = {k: v for k, v in gated.items() if k != "Analyzers"}
+    plain["TrafficPolicies"] = [{**gated["TrafficPolicies"][0], "PolicyStatements": []}]
+    plain["RuleSets"] = [{"RuleSetName": "main", "Rules": [gated["RuleSets"][0]["Rules"][-1]]}]
+    server = server_factory(plain).start()
+    assert _rcpt(server.port, LISTED_CLIENT, "alice@sender.test")[0] == 250
+    reload(server, gated)
+    assert _rcpt(server.port, LISTED_CLIENT, "alice@sender.test")[0] == 550
+    assert _rcpt(server.port, "127.0.0.1", "alice@sender.test")[0] == 250
+    reload(server, plain)
+    assert _rcpt(server.port, LISTED_CLIENT, "alice@sender.test")[0] == 250
