@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.admin.metrics_support import scrape
 from tests.analysis.engines import (  # noqa: F401
     EICAR,
     EICAR_FOUND,
@@ -124,6 +125,14 @@ def test_engines_down_lose_nothing(tmp_path: Path, server_factory: Any) -> None:
     reasons = {e["analyzer"]: e["reason"] for e in server.events
                if e.get("event") == "analysis.failed" and e.get("message_id") == message_id}
     assert reasons == {"trendmicro": "connect", "vade": "connect"}
+    metrics = scrape(server)
+    for analyzer in ("trendmicro", "vade"):
+        assert metrics.value("mailmgr_analysis_failures_total", analyzer=analyzer,
+                             reason="connect") == 1
+        assert metrics.value("mailmgr_analysis_runs_total", analyzer=analyzer,
+                             phase="message", status="FAILED") == 1
+    assert metrics.value("mailmgr_verdicts_total", kind="virus",
+                         result="PROCESSING_FAILED") == 1
 
 
 @pytest.fixture
