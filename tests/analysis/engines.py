@@ -2,12 +2,13 @@
 free loopback ports (offline: a local EICAR signature, DNS on the test server) and stop it by
 PID, and session fixtures built on them that skip when the binary is not installed.
 
-Use from another test module (a session fixture is started once however many modules import it):
+Fixtures `clamd`, `clamd_small_stream` and `rspamd` (functions `*_fixture`): import the function
+into a test module; each engine starts once per session however many modules import it:
 
     from tests.analysis.engines import clamd_fixture, rspamd_fixture  # noqa: F401
     async def test_x(clamd: ClamdInstance, rspamd: RspamdInstance) -> None: ...
 
-or `with clamd_instance() as clamd:` / `with rspamd_instance(dns) as rspamd:` anywhere.
+or `with clamd_instance() as clamd:` / `with rspamd_instance(dns.address) as rspamd:` anywhere.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pytest
 
@@ -350,33 +352,38 @@ def rspamd_instance(dns_address: str = "127.0.0.1:1", *, timeout: float = 90.0
 # ------------------------------------------------------------------------------- fixtures
 
 
+T = TypeVar("T")
+
+
+@dataclass
 class _Shared:
-    """One instance per test session however many modules import the fixture (each import
-    is its own FixtureDef); the last teardown stops it."""
+    """One running instance and how many fixture definitions use it."""
 
-    def __init__(self) -> None:
-        self.value: object = None
-        self.users = 0
-        self.exit: Callable[[], None] | None = None
+    value: object = None
+    users: int = 0
+    manager: AbstractContextManager[object] | None = None
 
 
+# One instance per test session however many modules import a fixture (each import is its own
+# FixtureDef, each set up once): the last teardown stops it.
 _shared: dict[str, _Shared] = {}
 
 
-def _shared_instance(key: str, start: Callable[[], object]) -> Iterator[object]:
+def _shared_instance(key: str, start: Callable[[], AbstractContextManager[T]]) -> Iterator[T]:
     entry = _shared.setdefault(key, _Shared())
     if entry.users == 0:
         manager = start()
-        entry.value = manager.__enter__()  # type: ignore[attr-defined]
-        entry.exit = lambda: manager.__exit__(None, None, None)  # type: ignore[attr-defined]
+        entry.value = manager.__enter__()
+        entry.manager = manager
     entry.users += 1
     try:
-        yield entry.value
+        yield cast(T, entry.value)
     finally:
         entry.users -= 1
-        if entry.users == 0 and entry.exit is not None:
-            entry.exit()
-            entry.exit, entry.value = None, None
+        running = entry.manager
+        if entry.users == 0 and running is not None:
+            entry.manager, entry.value = None, None
+            running.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session", name="clamd")
@@ -384,7 +391,7 @@ def clamd_fixture() -> Iterator[ClamdInstance]:
     """clamd on a UNIX socket and a loopback TCP port, default StreamMaxLength (25 MiB)."""
     if CLAMD is None:
         pytest.skip(CLAMD_MISSING)
-    yield from _shared_instance(  # type: ignore[misc]
+    yield from _shared_instance(
         "clamd", lambda: clamd_instance(tcp=True))
 
 
@@ -393,7 +400,7 @@ def clamd_small_stream_fixture() -> Iterator[ClamdInstance]:
     """clamd on a UNIX socket with StreamMaxLength 64 KiB, to reach clamd's own limit."""
     if CLAMD is None:
         pytest.skip(CLAMD_MISSING)
-    yield from _shared_instance(  # type: ignore[misc]
+    yield from _shared_instance(
         "clamd_small_stream", lambda: clamd_instance(stream_max_bytes=64 * 1024))
 
 
@@ -402,7 +409,7 @@ def rspamd_fixture(dns_server: DnsServer) -> Iterator[RspamdInstance]:
     """rspamd with DNS at the session's loopback test DNS server (tests/conftest.py)."""
     if RSPAMD is None:
         pytest.skip(RSPAMD_MISSING)
-    yield from _shared_instance(  # type: ignore[misc]
+    yield from _shared_instance(
         "rspamd", lambda: rspamd_instance(dns_server.address))
 
 

@@ -18,11 +18,14 @@ from mailmgr.analysis.base import AnalysisError
 from mailmgr.analysis.clamav import CHUNK_BYTES, ClamavEngine
 from mailmgr.message import AnalysisResult, AnalysisStatus, Verdict
 from tests.analysis.engines import (  # noqa: F401
+    CLAMD,
+    CLAMD_MISSING,
     EICAR,
     EICAR_FOUND,
     ClamdInstance,
     clamav_analyzer,
     clamd_fixture,
+    clamd_instance,
     clamd_small_stream_fixture,
     inbound,
     mail,
@@ -234,3 +237,13 @@ async def test_scans_in_flight_stay_within_max_concurrency(tmp_path: Path) -> No
         await engine.close()
     assert [r.value("isPassed") for r in results] == [True] * 10
     assert peak == 3
+
+
+def test_the_fixture_leaves_no_process_or_folder_behind() -> None:
+    if CLAMD is None:
+        pytest.skip(CLAMD_MISSING)
+    with clamd_instance() as clamd:
+        assert clamd.command(b"PING") == b"PONG"
+        assert clamd.directory.exists()
+    assert clamd.proc.poll() is not None
+    assert not clamd.directory.exists()
