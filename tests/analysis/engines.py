@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import hashlib
 import os
 import shutil
 import signal
@@ -45,6 +46,10 @@ from tests.verdicts.dns_server import DnsServer
 EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
 EICAR_SIGNATURE = "Mailmgr.Test.EICAR"
 EICAR_FOUND = f"{EICAR_SIGNATURE}.UNOFFICIAL"  # clamd names local signatures so
+# A whole-file hash signature (.hdb), found in an attachment that decodes to HASH_PAYLOAD.
+HASH_PAYLOAD = b"MAILMGR-TEST-HASH-PAYLOAD\n" * 8
+HASH_SIGNATURE = "Mailmgr.Test.Hash"
+HASH_FOUND = f"{HASH_SIGNATURE}.UNOFFICIAL"
 
 # rspamd: markers in a message body, and the symbol (score) each adds.
 SPAM_MARKER = "MAILMGR-TEST-SPAM-MARKER"  # MAILMGR_TEST_SPAM (50): action reject
@@ -179,10 +184,13 @@ def _clamd_ready(socket_path: str) -> bool:
 
 @contextmanager
 def clamd_instance(*, tcp: bool = False, stream_max_bytes: int = 25 * 1024 * 1024,
-                   timeout: float = 60.0) -> Iterator[ClamdInstance]:
-    """Start `clamd --foreground` with a database of one EICAR body signature (no download),
+                   extended_detection_info: bool = True, timeout: float = 60.0
+                   ) -> Iterator[ClamdInstance]:
+    """Start `clamd --foreground` with a database of one EICAR body signature and one file
+    hash signature (HASH_PAYLOAD) — no download —
     a UNIX socket in a fresh temp folder (short path: sun_path holds 108 bytes) and, with
-    `tcp`, a loopback TCP port; ready once PING answers PONG. Stopped and removed on exit.
+    `tcp`, a loopback TCP port, ExtendedDetectionInfo as Debian ships it (on, unless
+    `extended_detection_info` is false); ready once PING answers PONG. Stopped and removed on exit.
     Raises RuntimeError when clamd exits or is not ready within `timeout` seconds."""
     if CLAMD is None:
         raise RuntimeError(CLAMD_MISSING)
@@ -192,6 +200,9 @@ def clamd_instance(*, tcp: bool = False, stream_max_bytes: int = 25 * 1024 * 102
         database = directory / "db"
         database.mkdir()
         (database / "mailmgr-test.ndb").write_text(f"{EICAR_SIGNATURE}:0:*:{EICAR.hex()}\n")
+        digest = hashlib.md5(HASH_PAYLOAD).hexdigest()  # clamd .hdb signatures are MD5
+        (database / "mailmgr-test.hdb").write_text(
+            f"{digest}:{len(HASH_PAYLOAD)}:{HASH_SIGNATURE}\n")
         socket_path = str(directory / "clamd.sock")
         tcp_address = ("127.0.0.1", free_port()) if tcp else None
         lines = [
@@ -202,6 +213,8 @@ def clamd_instance(*, tcp: bool = False, stream_max_bytes: int = 25 * 1024 * 102
             f"StreamMaxLength {stream_max_bytes}",
             "Foreground yes",
             "SelfCheck 3600",
+            # Debian's clamd.conf turns it on; clamd 1.4 logs "Name(md5:size)", replies "Name".
+            f"ExtendedDetectionInfo {'yes' if extended_detection_info else 'no'}",
         ]
         if tcp_address:
             lines += [f"TCPAddr {tcp_address[0]}", f"TCPSocket {tcp_address[1]}"]
@@ -397,11 +410,13 @@ def clamd_fixture() -> Iterator[ClamdInstance]:
 
 @pytest.fixture(scope="session", name="clamd_small_stream")
 def clamd_small_stream_fixture() -> Iterator[ClamdInstance]:
-    """clamd on a UNIX socket with StreamMaxLength 64 KiB, to reach clamd's own limit."""
+    """clamd on a UNIX socket with StreamMaxLength 64 KiB, to reach clamd's own limit, and
+    ExtendedDetectionInfo off (plain "stream: Name FOUND")."""
     if CLAMD is None:
         pytest.skip(CLAMD_MISSING)
     yield from _shared_instance(
-        "clamd_small_stream", lambda: clamd_instance(stream_max_bytes=64 * 1024))
+        "clamd_small_stream",
+        lambda: clamd_instance(stream_max_bytes=64 * 1024, extended_detection_info=False))
 
 
 @pytest.fixture(scope="session", name="rspamd")

@@ -22,6 +22,8 @@ from tests.analysis.engines import (  # noqa: F401
     CLAMD_MISSING,
     EICAR,
     EICAR_FOUND,
+    HASH_FOUND,
+    HASH_PAYLOAD,
     ClamdInstance,
     clamav_analyzer,
     clamd_fixture,
@@ -60,6 +62,18 @@ async def test_eicar_in_a_base64_attachment_is_found(clamd: ClamdInstance) -> No
     assert EICAR not in content
     result = await scan(content, unix_path=clamd.socket_path)
     assert result.value("category") == EICAR_FOUND
+
+
+async def test_a_hash_signature_finds_an_attachment(clamd: ClamdInstance) -> None:
+    encoded = base64.encodebytes(HASH_PAYLOAD).decode().replace("\n", "\r\n")
+    body = ("--b1\r\nContent-Type: text/plain\r\n\r\nthe report\r\n"
+            "--b1\r\nContent-Type: application/pdf\r\n"
+            "Content-Disposition: attachment; filename=report.pdf\r\n"
+            f"Content-Transfer-Encoding: base64\r\n\r\n{encoded}--b1--\r\n")
+    content = mail(body, headers='Content-Type: multipart/mixed; boundary="b1"\r\n')
+    result = await scan(content, unix_path=clamd.socket_path)
+    assert result.value("isPassed") is False
+    assert result.value("category") == HASH_FOUND
 
 
 async def test_a_clean_message_passes(clamd: ClamdInstance) -> None:
@@ -202,6 +216,7 @@ async def test_a_clamd_that_stops_reading_is_a_timeout_error(tmp_path: Path) -> 
     (b"", "protocol"),
     (b"UNKNOWN COMMAND\0", "protocol"),
     (b"stream: Can't allocate memory ERROR\0", "refused"),
+    (b"stream:  FOUND\0", "protocol"),
 ])
 async def test_an_unexpected_reply_is_an_error(tmp_path: Path, reply: bytes, reason: str) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -214,6 +229,19 @@ async def test_an_unexpected_reply_is_an_error(tmp_path: Path, reply: bytes, rea
         with pytest.raises(AnalysisError) as caught:
             await scan(mail(), unix_path=path)
     assert caught.value.reason == reason
+
+
+async def test_extended_detection_info_is_not_part_of_the_category(tmp_path: Path) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_instream(reader)
+        writer.write(b"stream: Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND\0")
+        await writer.drain()
+        writer.close()
+
+    async with _serve(answer, tmp_path) as path:
+        result = await scan(mail(), unix_path=path)
+    assert result.value("category") == "Win.Test.EICAR_HDB-1"
+    assert result.detail == "found Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68)"
 
 
 async def test_scans_in_flight_stay_within_max_concurrency(tmp_path: Path) -> None:
