@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -54,7 +55,7 @@ HASH_FOUND = f"{HASH_SIGNATURE}.UNOFFICIAL"
 # rspamd: markers in a message body, and the symbol (score) each adds.
 SPAM_MARKER = "MAILMGR-TEST-SPAM-MARKER"  # MAILMGR_TEST_SPAM (50): action reject
 PHISH_MARKER = "MAILMGR-TEST-PHISH-MARKER"  # PHISHED_MAILMGR_TEST (50): reject, phishing
-GRAY_MARKER = "MAILMGR-TEST-GRAY-MARKER"  # MAILMGR_TEST_GRAY (12.5): greylist from loopback
+GRAY_MARKER = "MAILMGR-TEST-GRAY-MARKER"  # MAILMGR_TEST_GRAY (15): greylist (10 to 20)
 # Envelope and session probes: each matching value adds a symbol of score 0.01.
 PROBE_IP = "192.0.2.77"  # MAILMGR_TEST_IP
 PROBE_HELO = "probe.mailmgr.test"  # MAILMGR_TEST_HELO
@@ -281,10 +282,10 @@ dns {{
 # Thresholds well above the few points a test message scores without rDNS or SPF, so a clean
 # message is "no action" whatever the client address; the markers score past them.
 _ACTIONS = """\
-greylist = 12;
-add_header = 13;
+greylist = 10;
+add_header = 20;
 rewrite_subject = null;
-reject = 15;
+reject = 30;
 """
 
 _MULTIMAP = """\
@@ -292,7 +293,7 @@ MAILMGR_TEST_SPAM {{ type = "content"; filter = "body"; regexp = true; score = 5
     map = ["{d}/spam.map"]; }}
 PHISHED_MAILMGR_TEST {{ type = "content"; filter = "body"; regexp = true; score = 50.0;
     map = ["{d}/phish.map"]; }}
-MAILMGR_TEST_GRAY {{ type = "content"; filter = "body"; regexp = true; score = 12.5;
+MAILMGR_TEST_GRAY {{ type = "content"; filter = "body"; regexp = true; score = 15.0;
     map = ["{d}/gray.map"]; }}
 MAILMGR_TEST_IP {{ type = "ip"; score = 0.01; map = ["{d}/ip.map"]; }}
 MAILMGR_TEST_HELO {{ type = "selector"; selector = "helo"; score = 0.01;
@@ -344,6 +345,8 @@ def rspamd_instance(dns_address: str = "127.0.0.1:1", *, timeout: float = 90.0
         (local / "local.d" / "options.inc").write_text(
             _OPTIONS.format(dns=dns_address, tld=maps / "tld.dat"))
         (local / "local.d" / "actions.conf").write_text(_ACTIONS)
+        # hfilter scores a test client's HELO, rDNS and sender domain up to ~9 points at random.
+        (local / "local.d" / "hfilter.conf").write_text("enabled = false;\n")
         (local / "local.d" / "multimap.conf").write_text(_MULTIMAP.format(d=maps))
         normal, controller = free_port(), free_port()
         config = directory / "rspamd.conf"
@@ -451,9 +454,10 @@ def clamav_analyzer(*, unix_path: str | None = None, tcp: tuple[str, int] | None
 
 def mail(body: str | bytes = "Hello, this is a perfectly ordinary message.\r\n", *,
          subject: str = "Test message", headers: str = "") -> bytes:
-    """A small RFC 5322 message from a@example.com to b@example.org with `body`."""
+    """A small RFC 5322 message from a@example.com to b@example.org with `body`, dated now
+    (rspamd scores a date in the past)."""
     head = (f"From: a@example.com\r\nTo: b@example.org\r\nSubject: {subject}\r\n"
-            "Message-ID: <test.1@example.com>\r\nDate: Mon, 30 Nov 2026 12:00:00 +0000\r\n"
+            f"Message-ID: <test.1@example.com>\r\nDate: {formatdate()}\r\n"
             f"MIME-Version: 1.0\r\n{headers}\r\n").encode()
     return head + (body.encode() if isinstance(body, str) else body)
 

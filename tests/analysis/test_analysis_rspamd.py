@@ -59,7 +59,7 @@ async def test_the_spam_marker_is_rejected_as_spam(rspamd: RspamdInstance) -> No
     score = result.value("score")
     assert isinstance(score, str) and float(score) >= 45.0
     assert score == f"{float(score):.2f}"
-    assert result.detail.startswith(f"action=reject score={score}/15.00 symbols=MAILMGR_TEST_SPAM")
+    assert result.detail.startswith(f"action=reject score={score}/30.00 symbols=MAILMGR_TEST_SPAM")
 
 
 async def test_a_clean_message_passes(rspamd: RspamdInstance) -> None:
@@ -69,7 +69,7 @@ async def test_a_clean_message_passes(rspamd: RspamdInstance) -> None:
     assert result.value("verdict") == "PASS"
     assert result.value("category") == "clean"
     assert result.detail.startswith("action=no action ")
-    assert float(str(result.value("score"))) < 12
+    assert float(str(result.value("score"))) < 10
 
 
 async def test_the_phishing_marker_is_categorised_as_phishing(rspamd: RspamdInstance) -> None:
@@ -81,7 +81,7 @@ async def test_the_phishing_marker_is_categorised_as_phishing(rspamd: RspamdInst
 
 
 async def test_greylist_passes_with_a_gray_verdict(rspamd: RspamdInstance) -> None:
-    # From loopback rspamd skips its network checks: the score is the marker's 12.5.
+    # The marker scores 15, between the fixture's greylist (10) and add header (20) thresholds.
     result = await check(rspamd.url, mail(f"Maybe {GRAY_MARKER}\r\n"))
     assert result.detail.startswith("action=greylist "), result.detail
     assert result.verdict is Verdict.GRAY
