@@ -13,6 +13,7 @@ or `with clamd_instance() as clamd:` / `with rspamd_instance(dns.address) as rsp
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import ctypes
 import hashlib
@@ -24,8 +25,8 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -475,3 +476,40 @@ def inbound(content: bytes, *, message_id: str = "0000000000000001-test",
                              auth_user=auth_user),
         content=content,
     )
+
+
+# ------------------------------------------------------------------ misbehaving servers
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def stream_server(handler: Handler, unix_path: str | None = None) -> AsyncIterator[str]:
+    """A loopback server running `handler` per connection (a fake clamd or rspamd that hangs,
+    stalls or answers garbage); yields its UNIX path, or "127.0.0.1:PORT". On exit every
+    handler still running is cancelled and every connection closed."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    if unix_path is not None:
+        server = await asyncio.start_unix_server(run, unix_path)
+        address = unix_path
+    else:
+        server = await asyncio.start_server(run, "127.0.0.1", 0)
+        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield address
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()

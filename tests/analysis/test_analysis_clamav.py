@@ -7,8 +7,7 @@ import asyncio
 import base64
 import struct
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,15 @@ from tests.analysis.engines import (  # noqa: F401
     HASH_FOUND,
     HASH_PAYLOAD,
     ClamdInstance,
+    Handler,
     clamav_analyzer,
     clamd_fixture,
     clamd_instance,
     clamd_small_stream_fixture,
+    free_port,
     inbound,
     mail,
+    stream_server,
 )
 
 
@@ -150,24 +152,13 @@ async def test_a_missing_socket_is_a_connect_error(tmp_path: Path) -> None:
 
 
 async def test_a_closed_tcp_port_is_a_connect_error() -> None:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
     with pytest.raises(AnalysisError) as caught:
-        await scan(mail(), tcp=("127.0.0.1", port))
+        await scan(mail(), tcp=("127.0.0.1", free_port()))
     assert caught.value.reason == "connect"
 
 
-@asynccontextmanager
-async def _serve(handler: object, tmp_path: Path) -> AsyncIterator[str]:
-    path = str(tmp_path / "fake.sock")
-    server = await asyncio.start_unix_server(handler, path)  # type: ignore[arg-type]
-    try:
-        yield path
-    finally:
-        server.close()
-        await server.wait_closed()
+def _serve(handler: Handler, tmp_path: Path) -> AbstractAsyncContextManager[str]:
+    return stream_server(handler, str(tmp_path / "fake.sock"))
 
 
 async def _read_instream(reader: asyncio.StreamReader) -> bytes:
@@ -186,14 +177,15 @@ async def test_a_hung_clamd_is_a_timeout_error(tmp_path: Path) -> None:
         await reader.read()  # never answers; returns when the client gives up
         writer.close()
 
+    content = mail()
     async with _serve(hang, tmp_path) as path:
         started = time.monotonic()
         with pytest.raises(AnalysisError) as caught:
-            await scan(mail(), unix_path=path, timeout=0.5)
+            await scan(content, unix_path=path, timeout=0.5)
         elapsed = time.monotonic() - started
     assert caught.value.reason == "timeout"
     assert 0.4 < elapsed < 2.0
-    assert received == [mail()]  # the whole message went out, as chunks and a zero chunk
+    assert received == [content]  # the whole message went out, as chunks and a zero chunk
 
 
 async def test_a_clamd_that_stops_reading_is_a_timeout_error(tmp_path: Path) -> None:

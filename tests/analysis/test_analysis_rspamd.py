@@ -31,6 +31,7 @@ from tests.analysis.engines import (  # noqa: F401
     mail,
     rspamd_analyzer,
     rspamd_fixture,
+    stream_server,
 )
 
 
@@ -112,23 +113,13 @@ async def test_rspamd_down_is_a_connect_error_at_once() -> None:
     assert time.monotonic() - started < 1.0
 
 
-@asynccontextmanager
-async def tcp_server(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
-                                       Awaitable[None]]) -> AsyncIterator[str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 async def test_a_hung_rspamd_is_a_timeout_error() -> None:
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # returns when the client gives up
         writer.close()
 
-    async with tcp_server(never_answer) as url:
+    async with stream_server(never_answer) as address:
+        url = f"http://{address}"
         started = time.monotonic()
         with pytest.raises(AnalysisError) as caught:
             await check(url, mail(), seconds=0.5)
@@ -142,7 +133,8 @@ async def test_a_connection_closed_without_a_reply_is_a_protocol_error() -> None
         await reader.readuntil(b"\r\n\r\n")
         writer.close()
 
-    async with tcp_server(hang_up) as url:
+    async with stream_server(hang_up) as address:
+        url = f"http://{address}"
         with pytest.raises(AnalysisError) as caught:
             await check(url, mail())
     assert caught.value.reason == "protocol"
