@@ -105,6 +105,14 @@ async def test_envelope_and_session_reach_rspamd(rspamd: RspamdInstance) -> None
     assert not probes & symbols(other), other.detail
 
 
+async def test_an_smtputf8_envelope_from_an_ipv6_client_is_analysed(rspamd: RspamdInstance
+                                                                    ) -> None:
+    result = await check(rspamd.url, mail(), peer_ip="2001:db8::25", helo="mx.exämple.org",
+                         mail_from="jörg@exämple.org", rcpt_to=("ñandú@example.org",))
+    assert result.status is AnalysisStatus.OK
+    assert result.verdict is Verdict.PASS, result.detail
+
+
 async def test_rspamd_down_is_a_connect_error_at_once() -> None:
     started = time.monotonic()
     with pytest.raises(AnalysisError) as caught:
