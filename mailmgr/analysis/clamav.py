@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import socket
 import struct
 from typing import Any
@@ -25,6 +26,7 @@ CHUNK_BYTES = 64 * 1024  # one INSTREAM chunk; clamd reads chunks of any size up
 MAX_REPLY_BYTES = 4096  # "stream: <signature name> FOUND" is far shorter
 MAX_DETAIL = 200
 _END = struct.pack(">I", 0)
+_EXTENDED_INFO = re.compile(r"\([0-9a-fA-F]+:\d+\)$")
 
 
 class ClamavEngine:
@@ -171,12 +173,14 @@ def result_from_reply(analyzer: str, reply: str) -> AnalysisResult:
                               fields=(("isPassed", True), ("category", "clean")),
                               detail="clean")
     if reply.startswith("stream:") and text.endswith(" FOUND"):
-        name = text[:-len(" FOUND")].strip()
+        found = text[:-len(" FOUND")].strip()
+        # ExtendedDetectionInfo may add "(md5:size)" to a hash signature's name.
+        name = _EXTENDED_INFO.sub("", found)
         if name:
             return AnalysisResult(analyzer=analyzer, engine=ENGINE, status=AnalysisStatus.OK,
                                   verdict=Verdict.FAIL,
                                   fields=(("isPassed", False), ("category", name)),
-                                  detail=f"found {name}"[:MAX_DETAIL])
+                                  detail=f"found {found}"[:MAX_DETAIL])
     if reply.endswith("ERROR"):
         raise AnalysisError("refused", reply[:MAX_DETAIL])
     raise AnalysisError("protocol", f"unexpected clamd reply {reply[:80]!r}")

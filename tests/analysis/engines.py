@@ -2,18 +2,21 @@
 free loopback ports (offline: a local EICAR signature, DNS on the test server) and stop it by
 PID, and session fixtures built on them that skip when the binary is not installed.
 
-Use from another test module (a session fixture is started once however many modules import it):
+Fixtures `clamd`, `clamd_small_stream` and `rspamd` (functions `*_fixture`): import the function
+into a test module; each engine starts once per session however many modules import it:
 
     from tests.analysis.engines import clamd_fixture, rspamd_fixture  # noqa: F401
     async def test_x(clamd: ClamdInstance, rspamd: RspamdInstance) -> None: ...
 
-or `with clamd_instance() as clamd:` / `with rspamd_instance(dns) as rspamd:` anywhere.
+or `with clamd_instance() as clamd:` / `with rspamd_instance(dns.address) as rspamd:` anywhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import ctypes
+import hashlib
 import os
 import shutil
 import signal
@@ -22,10 +25,12 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pytest
 
@@ -43,11 +48,15 @@ from tests.verdicts.dns_server import DnsServer
 EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
 EICAR_SIGNATURE = "Mailmgr.Test.EICAR"
 EICAR_FOUND = f"{EICAR_SIGNATURE}.UNOFFICIAL"  # clamd names local signatures so
+# A whole-file hash signature (.hdb), found in an attachment that decodes to HASH_PAYLOAD.
+HASH_PAYLOAD = b"MAILMGR-TEST-HASH-PAYLOAD\n" * 8
+HASH_SIGNATURE = "Mailmgr.Test.Hash"
+HASH_FOUND = f"{HASH_SIGNATURE}.UNOFFICIAL"
 
 # rspamd: markers in a message body, and the symbol (score) each adds.
 SPAM_MARKER = "MAILMGR-TEST-SPAM-MARKER"  # MAILMGR_TEST_SPAM (50): action reject
 PHISH_MARKER = "MAILMGR-TEST-PHISH-MARKER"  # PHISHED_MAILMGR_TEST (50): reject, phishing
-GRAY_MARKER = "MAILMGR-TEST-GRAY-MARKER"  # MAILMGR_TEST_GRAY (12.5): greylist from loopback
+GRAY_MARKER = "MAILMGR-TEST-GRAY-MARKER"  # MAILMGR_TEST_GRAY (15): greylist (10 to 20)
 # Envelope and session probes: each matching value adds a symbol of score 0.01.
 PROBE_IP = "192.0.2.77"  # MAILMGR_TEST_IP
 PROBE_HELO = "probe.mailmgr.test"  # MAILMGR_TEST_HELO
@@ -177,10 +186,13 @@ def _clamd_ready(socket_path: str) -> bool:
 
 @contextmanager
 def clamd_instance(*, tcp: bool = False, stream_max_bytes: int = 25 * 1024 * 1024,
-                   timeout: float = 60.0) -> Iterator[ClamdInstance]:
-    """Start `clamd --foreground` with a database of one EICAR body signature (no download),
+                   extended_detection_info: bool = True, timeout: float = 60.0
+                   ) -> Iterator[ClamdInstance]:
+    """Start `clamd --foreground` with a database of one EICAR body signature and one file
+    hash signature (HASH_PAYLOAD) — no download —
     a UNIX socket in a fresh temp folder (short path: sun_path holds 108 bytes) and, with
-    `tcp`, a loopback TCP port; ready once PING answers PONG. Stopped and removed on exit.
+    `tcp`, a loopback TCP port, ExtendedDetectionInfo as Debian ships it (on, unless
+    `extended_detection_info` is false); ready once PING answers PONG. Stopped and removed on exit.
     Raises RuntimeError when clamd exits or is not ready within `timeout` seconds."""
     if CLAMD is None:
         raise RuntimeError(CLAMD_MISSING)
@@ -190,6 +202,9 @@ def clamd_instance(*, tcp: bool = False, stream_max_bytes: int = 25 * 1024 * 102
         database = directory / "db"
         database.mkdir()
         (database / "mailmgr-test.ndb").write_text(f"{EICAR_SIGNATURE}:0:*:{EICAR.hex()}\n")
+        digest = hashlib.md5(HASH_PAYLOAD).hexdigest()  # clamd .hdb signatures are MD5
+        (database / "mailmgr-test.hdb").write_text(
+            f"{digest}:{len(HASH_PAYLOAD)}:{HASH_SIGNATURE}\n")
         socket_path = str(directory / "clamd.sock")
         tcp_address = ("127.0.0.1", free_port()) if tcp else None
         lines = [
@@ -200,6 +215,8 @@ def clamd_instance(*, tcp: bool = False, stream_max_bytes: int = 25 * 1024 * 102
             f"StreamMaxLength {stream_max_bytes}",
             "Foreground yes",
             "SelfCheck 3600",
+            # Debian's clamd.conf turns it on; clamd 1.4 logs "Name(md5:size)", replies "Name".
+            f"ExtendedDetectionInfo {'yes' if extended_detection_info else 'no'}",
         ]
         if tcp_address:
             lines += [f"TCPAddr {tcp_address[0]}", f"TCPSocket {tcp_address[1]}"]
@@ -266,10 +283,10 @@ dns {{
 # Thresholds well above the few points a test message scores without rDNS or SPF, so a clean
 # message is "no action" whatever the client address; the markers score past them.
 _ACTIONS = """\
-greylist = 12;
-add_header = 13;
+greylist = 10;
+add_header = 20;
 rewrite_subject = null;
-reject = 15;
+reject = 30;
 """
 
 _MULTIMAP = """\
@@ -277,7 +294,7 @@ MAILMGR_TEST_SPAM {{ type = "content"; filter = "body"; regexp = true; score = 5
     map = ["{d}/spam.map"]; }}
 PHISHED_MAILMGR_TEST {{ type = "content"; filter = "body"; regexp = true; score = 50.0;
     map = ["{d}/phish.map"]; }}
-MAILMGR_TEST_GRAY {{ type = "content"; filter = "body"; regexp = true; score = 12.5;
+MAILMGR_TEST_GRAY {{ type = "content"; filter = "body"; regexp = true; score = 15.0;
     map = ["{d}/gray.map"]; }}
 MAILMGR_TEST_IP {{ type = "ip"; score = 0.01; map = ["{d}/ip.map"]; }}
 MAILMGR_TEST_HELO {{ type = "selector"; selector = "helo"; score = 0.01;
@@ -329,6 +346,8 @@ def rspamd_instance(dns_address: str = "127.0.0.1:1", *, timeout: float = 90.0
         (local / "local.d" / "options.inc").write_text(
             _OPTIONS.format(dns=dns_address, tld=maps / "tld.dat"))
         (local / "local.d" / "actions.conf").write_text(_ACTIONS)
+        # hfilter scores a test client's HELO, rDNS and sender domain up to ~9 points at random.
+        (local / "local.d" / "hfilter.conf").write_text("enabled = false;\n")
         (local / "local.d" / "multimap.conf").write_text(_MULTIMAP.format(d=maps))
         normal, controller = free_port(), free_port()
         config = directory / "rspamd.conf"
@@ -350,33 +369,38 @@ def rspamd_instance(dns_address: str = "127.0.0.1:1", *, timeout: float = 90.0
 # ------------------------------------------------------------------------------- fixtures
 
 
+T = TypeVar("T")
+
+
+@dataclass
 class _Shared:
-    """One instance per test session however many modules import the fixture (each import
-    is its own FixtureDef); the last teardown stops it."""
+    """One running instance and how many fixture definitions use it."""
 
-    def __init__(self) -> None:
-        self.value: object = None
-        self.users = 0
-        self.exit: Callable[[], None] | None = None
+    value: object = None
+    users: int = 0
+    manager: AbstractContextManager[object] | None = None
 
 
+# One instance per test session however many modules import a fixture (each import is its own
+# FixtureDef, each set up once): the last teardown stops it.
 _shared: dict[str, _Shared] = {}
 
 
-def _shared_instance(key: str, start: Callable[[], object]) -> Iterator[object]:
+def _shared_instance(key: str, start: Callable[[], AbstractContextManager[T]]) -> Iterator[T]:
     entry = _shared.setdefault(key, _Shared())
     if entry.users == 0:
         manager = start()
-        entry.value = manager.__enter__()  # type: ignore[attr-defined]
-        entry.exit = lambda: manager.__exit__(None, None, None)  # type: ignore[attr-defined]
+        entry.value = manager.__enter__()
+        entry.manager = manager
     entry.users += 1
     try:
-        yield entry.value
+        yield cast(T, entry.value)
     finally:
         entry.users -= 1
-        if entry.users == 0 and entry.exit is not None:
-            entry.exit()
-            entry.exit, entry.value = None, None
+        running = entry.manager
+        if entry.users == 0 and running is not None:
+            entry.manager, entry.value = None, None
+            running.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session", name="clamd")
@@ -384,17 +408,19 @@ def clamd_fixture() -> Iterator[ClamdInstance]:
     """clamd on a UNIX socket and a loopback TCP port, default StreamMaxLength (25 MiB)."""
     if CLAMD is None:
         pytest.skip(CLAMD_MISSING)
-    yield from _shared_instance(  # type: ignore[misc]
+    yield from _shared_instance(
         "clamd", lambda: clamd_instance(tcp=True))
 
 
 @pytest.fixture(scope="session", name="clamd_small_stream")
 def clamd_small_stream_fixture() -> Iterator[ClamdInstance]:
-    """clamd on a UNIX socket with StreamMaxLength 64 KiB, to reach clamd's own limit."""
+    """clamd on a UNIX socket with StreamMaxLength 64 KiB, to reach clamd's own limit, and
+    ExtendedDetectionInfo off (plain "stream: Name FOUND")."""
     if CLAMD is None:
         pytest.skip(CLAMD_MISSING)
-    yield from _shared_instance(  # type: ignore[misc]
-        "clamd_small_stream", lambda: clamd_instance(stream_max_bytes=64 * 1024))
+    yield from _shared_instance(
+        "clamd_small_stream",
+        lambda: clamd_instance(stream_max_bytes=64 * 1024, extended_detection_info=False))
 
 
 @pytest.fixture(scope="session", name="rspamd")
@@ -402,7 +428,7 @@ def rspamd_fixture(dns_server: DnsServer) -> Iterator[RspamdInstance]:
     """rspamd with DNS at the session's loopback test DNS server (tests/conftest.py)."""
     if RSPAMD is None:
         pytest.skip(RSPAMD_MISSING)
-    yield from _shared_instance(  # type: ignore[misc]
+    yield from _shared_instance(
         "rspamd", lambda: rspamd_instance(dns_server.address))
 
 
@@ -429,9 +455,10 @@ def clamav_analyzer(*, unix_path: str | None = None, tcp: tuple[str, int] | None
 
 def mail(body: str | bytes = "Hello, this is a perfectly ordinary message.\r\n", *,
          subject: str = "Test message", headers: str = "") -> bytes:
-    """A small RFC 5322 message from a@example.com to b@example.org with `body`."""
+    """A small RFC 5322 message from a@example.com to b@example.org with `body`, dated now
+    (rspamd scores a date in the past)."""
     head = (f"From: a@example.com\r\nTo: b@example.org\r\nSubject: {subject}\r\n"
-            "Message-ID: <test.1@example.com>\r\nDate: Mon, 30 Nov 2026 12:00:00 +0000\r\n"
+            f"Message-ID: <test.1@example.com>\r\nDate: {formatdate()}\r\n"
             f"MIME-Version: 1.0\r\n{headers}\r\n").encode()
     return head + (body.encode() if isinstance(body, str) else body)
 
@@ -449,3 +476,40 @@ def inbound(content: bytes, *, message_id: str = "0000000000000001-test",
                              auth_user=auth_user),
         content=content,
     )
+
+
+# ------------------------------------------------------------------ misbehaving servers
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def stream_server(handler: Handler, unix_path: str | None = None) -> AsyncIterator[str]:
+    """A loopback server running `handler` per connection (a fake clamd or rspamd that hangs,
+    stalls or answers garbage); yields its UNIX path, or "127.0.0.1:PORT". On exit every
+    handler still running is cancelled and every connection closed."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    if unix_path is not None:
+        server = await asyncio.start_unix_server(run, unix_path)
+        address = unix_path
+    else:
+        server = await asyncio.start_server(run, "127.0.0.1", 0)
+        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield address
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()

@@ -7,8 +7,7 @@ import asyncio
 import base64
 import struct
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,22 @@ from mailmgr.analysis.base import AnalysisError
 from mailmgr.analysis.clamav import CHUNK_BYTES, ClamavEngine
 from mailmgr.message import AnalysisResult, AnalysisStatus, Verdict
 from tests.analysis.engines import (  # noqa: F401
+    CLAMD,
+    CLAMD_MISSING,
     EICAR,
     EICAR_FOUND,
+    HASH_FOUND,
+    HASH_PAYLOAD,
     ClamdInstance,
+    Handler,
     clamav_analyzer,
     clamd_fixture,
+    clamd_instance,
     clamd_small_stream_fixture,
+    free_port,
     inbound,
     mail,
+    stream_server,
 )
 
 
@@ -57,6 +64,18 @@ async def test_eicar_in_a_base64_attachment_is_found(clamd: ClamdInstance) -> No
     assert EICAR not in content
     result = await scan(content, unix_path=clamd.socket_path)
     assert result.value("category") == EICAR_FOUND
+
+
+async def test_a_hash_signature_finds_an_attachment(clamd: ClamdInstance) -> None:
+    encoded = base64.encodebytes(HASH_PAYLOAD).decode().replace("\n", "\r\n")
+    body = ("--b1\r\nContent-Type: text/plain\r\n\r\nthe report\r\n"
+            "--b1\r\nContent-Type: application/pdf\r\n"
+            "Content-Disposition: attachment; filename=report.pdf\r\n"
+            f"Content-Transfer-Encoding: base64\r\n\r\n{encoded}--b1--\r\n")
+    content = mail(body, headers='Content-Type: multipart/mixed; boundary="b1"\r\n')
+    result = await scan(content, unix_path=clamd.socket_path)
+    assert result.value("isPassed") is False
+    assert result.value("category") == HASH_FOUND
 
 
 async def test_a_clean_message_passes(clamd: ClamdInstance) -> None:
@@ -133,24 +152,13 @@ async def test_a_missing_socket_is_a_connect_error(tmp_path: Path) -> None:
 
 
 async def test_a_closed_tcp_port_is_a_connect_error() -> None:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
     with pytest.raises(AnalysisError) as caught:
-        await scan(mail(), tcp=("127.0.0.1", port))
+        await scan(mail(), tcp=("127.0.0.1", free_port()))
     assert caught.value.reason == "connect"
 
 
-@asynccontextmanager
-async def _serve(handler: object, tmp_path: Path) -> AsyncIterator[str]:
-    path = str(tmp_path / "fake.sock")
-    server = await asyncio.start_unix_server(handler, path)  # type: ignore[arg-type]
-    try:
-        yield path
-    finally:
-        server.close()
-        await server.wait_closed()
+def _serve(handler: Handler, tmp_path: Path) -> AbstractAsyncContextManager[str]:
+    return stream_server(handler, str(tmp_path / "fake.sock"))
 
 
 async def _read_instream(reader: asyncio.StreamReader) -> bytes:
@@ -169,14 +177,15 @@ async def test_a_hung_clamd_is_a_timeout_error(tmp_path: Path) -> None:
         await reader.read()  # never answers; returns when the client gives up
         writer.close()
 
+    content = mail()
     async with _serve(hang, tmp_path) as path:
         started = time.monotonic()
         with pytest.raises(AnalysisError) as caught:
-            await scan(mail(), unix_path=path, timeout=0.5)
+            await scan(content, unix_path=path, timeout=0.5)
         elapsed = time.monotonic() - started
     assert caught.value.reason == "timeout"
     assert 0.4 < elapsed < 2.0
-    assert received == [mail()]  # the whole message went out, as chunks and a zero chunk
+    assert received == [content]  # the whole message went out, as chunks and a zero chunk
 
 
 async def test_a_clamd_that_stops_reading_is_a_timeout_error(tmp_path: Path) -> None:
@@ -199,6 +208,7 @@ async def test_a_clamd_that_stops_reading_is_a_timeout_error(tmp_path: Path) -> 
     (b"", "protocol"),
     (b"UNKNOWN COMMAND\0", "protocol"),
     (b"stream: Can't allocate memory ERROR\0", "refused"),
+    (b"stream:  FOUND\0", "protocol"),
 ])
 async def test_an_unexpected_reply_is_an_error(tmp_path: Path, reply: bytes, reason: str) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -211,6 +221,19 @@ async def test_an_unexpected_reply_is_an_error(tmp_path: Path, reply: bytes, rea
         with pytest.raises(AnalysisError) as caught:
             await scan(mail(), unix_path=path)
     assert caught.value.reason == reason
+
+
+async def test_extended_detection_info_is_not_part_of_the_category(tmp_path: Path) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_instream(reader)
+        writer.write(b"stream: Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND\0")
+        await writer.drain()
+        writer.close()
+
+    async with _serve(answer, tmp_path) as path:
+        result = await scan(mail(), unix_path=path)
+    assert result.value("category") == "Win.Test.EICAR_HDB-1"
+    assert result.detail == "found Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68)"
 
 
 async def test_scans_in_flight_stay_within_max_concurrency(tmp_path: Path) -> None:
@@ -234,3 +257,13 @@ async def test_scans_in_flight_stay_within_max_concurrency(tmp_path: Path) -> No
         await engine.close()
     assert [r.value("isPassed") for r in results] == [True] * 10
     assert peak == 3
+
+
+def test_the_fixture_leaves_no_process_or_folder_behind() -> None:
+    if CLAMD is None:
+        pytest.skip(CLAMD_MISSING)
+    with clamd_instance() as clamd:
+        assert clamd.command(b"PING") == b"PONG"
+        assert clamd.directory.exists()
+    assert clamd.proc.poll() is not None
+    assert not clamd.directory.exists()
