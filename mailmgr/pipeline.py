@@ -155,12 +155,21 @@ class Pipeline:
         message = entry.message
         analysis_task = (asyncio.ensure_future(self._analyze(message))
                          if self._analysis is not None else None)
-        verdicts, found = await self._authentication(message)
-        if analysis_task is not None:
-            assert self._analysis is not None
-            results = await analysis_task
-            spam, virus = self._analysis.verdicts(results)
-            verdicts = replace(verdicts, spam=spam, virus=virus, analysis=results)
+        try:
+            verdicts, found = await self._authentication(message)
+            if analysis_task is not None:
+                assert self._analysis is not None
+                results = await analysis_task
+                spam, virus = self._analysis.verdicts(results)
+                verdicts = replace(verdicts, spam=spam, virus=virus, analysis=results)
+                logs.event("analysis.computed", message_id=message.id,
+                           spam=spam.value if spam else None,
+                           virus=virus.value if virus else None,
+                           results={r.analyzer: f"{r.status.value} {r.verdict.value}"
+                                    for r in results.results})
+        finally:
+            if analysis_task is not None and not analysis_task.done():
+                analysis_task.cancel()  # the worker is stopping: nothing may outlive it
         if self._config.server.analysis.add_headers:
             # Incoming X-Mailmgr-Spam/-Virus fields go, as forged Authentication-Results do:
             # downstream must only ever see ours.

@@ -25,12 +25,13 @@ from mailmgr.verdicts.dns import Resolver
 
 # Failure reasons the engines raise (AnalysisError.reason); anything else counts as "other" so
 # the metric's label stays bounded.
-REASONS = frozenset({"connect", "protocol", "refused", "dns", "timeout", "limit", "internal"})
+REASONS = frozenset({"connect", "protocol", "refused", "dns", "timeout", "internal"})
 # Spam verdicts come from DNS lists and rspamd, virus verdicts from ClamAV (SES's receipt
 # `spamVerdict` and `virusVerdict`).
 SPAM_ENGINES = frozenset({AnalyzerEngine.DNSBL.value, AnalyzerEngine.RSPAMD.value})
 VIRUS_ENGINES = frozenset({AnalyzerEngine.CLAMAV.value})
 # Worst first: one FAIL makes the combined verdict FAIL, and so on.
+FAILURE_LOG_INTERVAL = 10.0  # seconds between two analysis.failed lines of one kind
 _SEVERITY = (Verdict.FAIL, Verdict.GRAY, Verdict.PROCESSING_FAILED, Verdict.PASS)
 
 EngineFactory = Callable[[Config, Resolver], Sequence[Engine]]
@@ -51,6 +52,8 @@ class AnalysisService:
         self._cells: dict[tuple[str, str, str], CounterCell] = {}
         self._failures: dict[tuple[str, str], CounterCell] = {}
         self._durations: dict[tuple[str, str], HistogramCell] = {}
+        # (analyzer, reason) -> (when last logged, failures not logged since)
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
 
     @classmethod
     def from_config(cls, config: Config, resolver: Resolver) -> AnalysisService | None:
@@ -148,8 +151,17 @@ class AnalysisService:
         if cell is None:
             cell = self._failures[key] = METRICS.analysis_failures.labels(*key)
         cell.inc()
-        logs.warning("analysis.failed", analyzer=analyzer.name, engine=analyzer.engine.value,
-                     phase=phase, reason=reason, detail=detail[:200], **context)
+        # An engine that is down fails every message: one line per analyzer and reason every
+        # FAILURE_LOG_INTERVAL seconds, with how many were not logged (the metric counts all).
+        now = time.monotonic()
+        last, suppressed = self._logged.get(key, (-FAILURE_LOG_INTERVAL, 0))
+        if now - last < FAILURE_LOG_INTERVAL:
+            self._logged[key] = (last, suppressed + 1)
+        else:
+            self._logged[key] = (now, 0)
+            logs.warning("analysis.failed", analyzer=analyzer.name, engine=analyzer.engine.value,
+                         phase=phase, reason=reason, detail=detail[:200], suppressed=suppressed,
+                         **context)
         return AnalysisResult(
             analyzer=analyzer.name,
             engine=analyzer.engine.value,
