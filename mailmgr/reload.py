@@ -36,6 +36,8 @@ _RESTART_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AccountId", ("account_id",)),
     ("Aws", ("endpoint_url", "endpoint_urls")),
     ("Admin", ("admin",)),
+    ("Processes", ("processes",)),
+    ("SharedState", ("shared_state",)),
 )
 # What a reload retires once in-flight work is done.
 Closable = LocalArchive | VerdictsService | AnalysisService

@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.state.postgres_support import BINDIR as POSTGRES_BINDIR
+from tests.state.postgres_support import MISSING as POSTGRES_MISSING
+from tests.state.postgres_support import PostgresInstance, postgres_instance
 from tests.support import ServerProcess, write_config
 from tests.verdicts.dns_server import DnsServer, Zone
 
@@ -64,3 +67,13 @@ def zone(dns_server: DnsServer) -> Iterator[Zone]:
     dns_server.zone.clear()
     yield dns_server.zone
     dns_server.zone.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresInstance]:
+    """One real PostgreSQL for the session (tests/state/postgres_support.py); each test that
+    needs isolation takes `postgres.fresh_database()`."""
+    if POSTGRES_BINDIR is None:
+        pytest.skip(POSTGRES_MISSING)
+    with postgres_instance() as instance:
+        yield instance

@@ -25,6 +25,7 @@ from mailmgr.config.server_models import ListenAddress as ListenAddress
 from mailmgr.config.server_models import RetryPolicy as RetryPolicy
 from mailmgr.config.server_models import ServerConfig as ServerConfig
 from mailmgr.config.server_models import ServerLimits as ServerLimits
+from mailmgr.config.server_models import SharedStateSettings as SharedStateSettings
 
 
 class IngressPointType(StrEnum):

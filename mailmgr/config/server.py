@@ -21,6 +21,7 @@ from mailmgr.config.fields import (
     parse_host_port,
     str_list,
 )
+from mailmgr.config.fleet import parse_processes, parse_shared_state
 from mailmgr.config.models import (
     AdminSettings,
     AnalysisSettings,
@@ -32,7 +33,7 @@ from mailmgr.config.models import (
 
 SERVER_KEYS = (
     "Hostname", "DataDirectory", "Region", "AccountId", "Aws", "Dns", "Log", "Workers",
-    "Retry", "ShutdownGraceSeconds", "Limits", "Admin", "Analysis",
+    "Retry", "ShutdownGraceSeconds", "Limits", "Admin", "Analysis", "Processes", "SharedState",
 )
 DEFAULT_ADMIN_LISTEN = "127.0.0.1:9025"
 MAX_TOKEN_FILE_BYTES = 4096
@@ -183,6 +184,8 @@ def parse_server(ctx: Ctx, value: object, path: str = "$.Server") -> ServerConfi
         limits=limits,
         admin=admin,
         analysis=analysis,
+        processes=parse_processes(ctx, server, path),
+        shared_state=parse_shared_state(ctx, server, path),
     )
 
 

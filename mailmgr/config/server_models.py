@@ -79,6 +79,15 @@ class AnalysisSettings:
 
 
 @dataclass(frozen=True)
+class SharedStateSettings:
+    """`Server.SharedState.PostgreSQL`: the fleet's shared state (archive index, config
+    documents). `dsn` may hold a password: never logged, not in repr."""
+
+    dsn: str = field(repr=False)
+    pool_size: int = 4  # connections per process
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     hostname: str
     data_directory: Path
@@ -98,6 +107,8 @@ class ServerConfig:
     limits: ServerLimits = ServerLimits()
     admin: AdminSettings = AdminSettings()
     analysis: AnalysisSettings = AnalysisSettings()
+    processes: int = 1  # worker processes (Processes: N | auto, resolved to a number)
+    shared_state: SharedStateSettings | None = None  # None: embedded (files + SQLite)
 
     @property
     def spool_directory(self) -> Path:

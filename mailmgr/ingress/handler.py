@@ -31,8 +31,11 @@ class IngressHandler:
         self._analyzer = analyzer
 
     def transaction_analysis(self) -> TransactionAnalysis | None:
-        """A new connection's RCPT-time analyses; None when no analyzer answers before DATA."""
-        if self._analyzer is None or not self._analyzer.enabled:
+        """A new connection's RCPT-time analyses; None when the traffic policy reads no
+        analyzer result (then the worker runs every analyzer after the 250, and ingest pays
+        nothing for them) or no analyzer can answer before DATA."""
+        if (self._analyzer is None or not self._policy.needs_analysis
+                or not self._analyzer.enabled):
             return None
         return TransactionAnalysis(self._analyzer)
 

@@ -1,0 +1,91 @@
+"""The PostgreSQL connection pool (psycopg 3, bounded) and the versioned schema migrations every
+process applies at start-up. The only module that opens PostgreSQL connections.
+
+Migrations are a numbered list of SQL scripts, applied in order inside one transaction each under
+an advisory lock, so replicas starting together apply each one exactly once; the applied version
+is in `mailmgr_schema`. A migration, once released, is never edited: a change is a new entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from mailmgr import logs
+from mailmgr.config.models import SharedStateSettings
+from mailmgr.errors import MailmgrError
+
+# pg_advisory_xact_lock key: "mailmgr" as a number, so other applications' locks do not collide.
+_MIGRATION_LOCK = 0x6D61696C6D6772
+CONNECT_TIMEOUT = 10.0  # seconds to wait for a pooled connection
+
+
+class SharedStateError(MailmgrError):
+    """PostgreSQL cannot be reached or refused an operation (a temporary failure for callers
+    on the message path: the spool retries)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+# The whole history, in order (the table `mailmgr_schema` itself is made by migrate()).
+# Version 1: the archive index; version 2: the configuration documents.
+MIGRATIONS: list[Migration] = []
+
+
+async def open_pool(settings: SharedStateSettings, *, name: str = "mailmgr",
+                    timeout: float = CONNECT_TIMEOUT) -> AsyncConnectionPool:
+    """A bounded pool (`settings.pool_size` connections), opened and checked within `timeout`
+    seconds; raises SharedStateError (without the DSN, which may hold a password) when it
+    cannot connect."""
+    pool = AsyncConnectionPool(
+        settings.dsn, min_size=1, max_size=settings.pool_size, open=False, name=name,
+        timeout=timeout, kwargs={"autocommit": True, "application_name": "mailmgr"},
+    )
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except Exception as exc:
+        await pool.close()
+        raise SharedStateError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None
+    return pool
+
+
+async def migrate(pool: AsyncConnectionPool, migrations: Sequence[Migration] | None = None
+                  ) -> int:
+    """Apply the migrations not yet applied; returns the schema version. Safe to run from many
+    processes at once (advisory lock)."""
+    wanted = list(MIGRATIONS if migrations is None else migrations)
+    versions = [m.version for m in wanted]
+    if versions != sorted(set(versions)):
+        raise ValueError(f"migration versions must ascend without repeats: {versions}")
+    async with pool.connection() as conn:
+        return await _migrate(conn, wanted)
+
+
+async def _migrate(conn: AsyncConnection, migrations: list[Migration]) -> int:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS mailmgr_schema (version integer PRIMARY KEY, "
+            "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM mailmgr_schema")
+        row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            await conn.execute(migration.sql)  # type: ignore[arg-type]  # our constant SQL
+            await conn.execute(
+                "INSERT INTO mailmgr_schema (version, description) VALUES (%s, %s)",
+                (migration.version, migration.description))
+            logs.event("state.migrated", version=migration.version,
+                       description=migration.description)
+            current = migration.version
+        return current
