@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mailmgr.analysis.base import AnalysisError
@@ -176,15 +176,27 @@ class DnsblEngine:
         answers: list[_Answer | None] = [None] * len(queries)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.timeout
-        pending = iter(range(len(queries)))
+        # Answers in the resolver's cache are read on the spot: a busy MX sees the same
+        # clients and domains again and again, and a task per cached query would cost more
+        # than the lookup (RCPT waits for this when a traffic policy reads the result).
+        cached: Callable[[str, RecordType], DnsAnswer | None] | None = getattr(
+            self.resolver, "cached", None)
+        misses: list[int] = []
+        for index, query in enumerate(queries):
+            hit = cached(query.name, RecordType.A) if cached is not None else None
+            if hit is None:
+                misses.append(index)
+            else:
+                answers[index] = _read(query, hit)
+        pending = iter(misses)
 
         async def worker() -> None:
             for index in pending:
                 answers[index] = await self._one(queries[index], deadline - loop.time())
 
-        if queries:
+        if misses:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(MAX_IN_FLIGHT, len(queries))):
+                for _ in range(min(MAX_IN_FLIGHT, len(misses))):
                     group.create_task(worker())
         done = [a for a in answers if a is not None]
         return _Outcome(len(queries), tuple(a for a in done if a.lists),

@@ -41,16 +41,16 @@ MIGRATIONS: list[Migration] = []
 
 
 async def open_pool(settings: SharedStateSettings, *, name: str = "mailmgr",
-                    timeout: float = CONNECT_TIMEOUT) -> AsyncConnectionPool:
-    """A bounded pool (`settings.pool_size` connections), opened and checked within `timeout`
+                    connect_wait: float = CONNECT_TIMEOUT) -> AsyncConnectionPool:
+    """A bounded pool (`settings.pool_size` connections), opened and checked within `connect_wait`
     seconds; raises SharedStateError (without the DSN, which may hold a password) when it
     cannot connect."""
     pool = AsyncConnectionPool(
         settings.dsn, min_size=1, max_size=settings.pool_size, open=False, name=name,
-        timeout=timeout, kwargs={"autocommit": True, "application_name": "mailmgr"},
+        timeout=connect_wait, kwargs={"autocommit": True, "application_name": "mailmgr"},
     )
     try:
-        await pool.open(wait=True, timeout=timeout)
+        await pool.open(wait=True, timeout=connect_wait)
     except Exception as exc:
         await pool.close()
         raise SharedStateError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None

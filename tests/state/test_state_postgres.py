@@ -44,6 +44,6 @@ async def test_unordered_migrations_are_refused(postgres: PostgresInstance) -> N
 async def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
     settings = SharedStateSettings(dsn="postgresql://u:s3cret@127.0.0.1:1/x?connect_timeout=1")
     with pytest.raises(SharedStateError) as raised:
-        await open_pool(settings, timeout=1.0)
+        await open_pool(settings, connect_wait=1.0)
     assert "s3cret" not in str(raised.value) and "cannot connect" in str(raised.value)
     assert "s3cret" not in repr(settings)
