@@ -11,8 +11,12 @@ import copy
 import importlib.util
 import os
 import shutil
+import signal
+import smtplib
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import ROOT
+from tests.support import ROOT, ServerProcess, basic_config
 
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -392,3 +396,146 @@ def test_every_mailmgr_config_in_deploy_is_checked() -> None:
     holders = [doc for _, doc in MANIFESTS if doc["kind"] == "ConfigMap"
                and any(key.endswith(".yaml") for key in doc.get("data", {}))]
     assert [doc["metadata"]["name"] for doc in holders] == ["mailmgr-config"]
+
+
+# --- the shipped HAProxy config, running ---------------------------------------------------------
+
+CLIENT = "127.0.0.2"  # the client behind HAProxy; HAProxy reaches the replicas from 127.0.0.1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _local_haproxy_cfg(replicas: list[ServerProcess], smtp_port: int, stats: Path) -> str:
+    """deploy/compose/haproxy.cfg with Docker's names and DNS swapped for loopback addresses;
+    everything that matters (balance, health checks, PROXY v2, timeouts) is kept as shipped."""
+    lines: list[str] = []
+    skipping = False
+    for line in COMPOSE_HAPROXY.read_text().splitlines():
+        if line.startswith("resolvers "):
+            skipping = True  # Docker's embedded DNS: absent here
+            continue
+        if skipping and line and not line[0].isspace():
+            skipping = False
+        if skipping:
+            continue
+        if line == "global":
+            lines += [line, f"  stats socket {stats} level admin"]
+            continue
+        if line.strip() == "bind :2525":
+            line = f"  bind 127.0.0.1:{smtp_port}"
+        elif line.strip() == "bind :8404":
+            line = f"  bind 127.0.0.1:{_free_port()}"
+        elif line.strip().startswith("default-server"):
+            assert " resolvers docker init-addr none" in line
+            line = line.replace(" resolvers docker init-addr none", "")
+        elif line.strip().startswith("server mailmgr-"):
+            index = int(line.split()[1].rsplit("-", 1)[1]) - 1
+            replica = replicas[index]
+            # The admin port differs per replica on one host; the shipped config has 9025 for all.
+            line = (f"  server mailmgr-{index + 1} 127.0.0.1:{replica.port} "
+                    f"port {replica.admin_port}")
+        lines.append(line)
+    text = "\n".join(lines) + "\n"
+    assert text.count("server mailmgr-") == len(replicas) and "send-proxy-v2" in text
+    return text
+
+
+def _haproxy_status(stats: Path) -> dict[str, str]:
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(stats))
+            sock.sendall(b"show stat\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return {}
+    rows = b"".join(chunks).decode().splitlines()
+    if not rows:
+        return {}
+    fields = rows[0].lstrip("# ").split(",")
+    parsed = [dict(zip(fields, row.split(","), strict=False)) for row in rows[1:] if row]
+    return {r["svname"]: r["status"] for r in parsed if r["pxname"] == "mailmgr"
+            and r["svname"].startswith("mailmgr-")}
+
+
+def _wait_status(stats: Path, want: dict[str, str], timeout: float) -> float:
+    start = time.monotonic()
+    while (status := _haproxy_status(stats)) != want:
+        assert time.monotonic() - start < timeout, f"HAProxy says {status}, expected {want}"
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def _send(port: int, subject: str) -> str:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(CLIENT, 0)) as smtp:
+        smtp.ehlo("client.example.com")
+        assert smtp.mail("a@sender.example")[0] == 250
+        assert smtp.rcpt("bob@rcpt.test")[0] == 250
+        code, reply = smtp.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+        assert code == 250, reply
+    return reply.decode().rsplit(" ", 1)[1]
+
+
+def _served_by(replicas: list[ServerProcess], message_id: str) -> int:
+    """1 or 2: the replica whose `smtp.accepted` line has this ID (it may trail the 250)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for n, replica in enumerate(replicas, 1):
+            if any(e.get("event") == "smtp.accepted" and e.get("message_id") == message_id
+                   for e in list(replica.events)):
+                return n
+        time.sleep(0.05)
+    raise AssertionError(f"no replica logged {message_id}")
+
+
+@pytest.mark.slow
+def test_shipped_haproxy_config_balances_and_drains(tmp_path: Path, server_factory: Any) -> None:
+    """Two real replicas behind the shipped HAProxy config: the /healthz/ready checks on the
+    admin port bring both UP, PROXY v2 carries the client address, both replicas get mail, and
+    a replica told to stop (SIGTERM) is taken out of rotation while it still accepts."""
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(haproxy).exists():
+        pytest.skip("haproxy not installed (scripts/test installs the Debian package)")
+    shipped = yaml.safe_load(COMPOSE_CONFIG.read_text())["Server"]
+    drain = float(shipped["Admin"]["DrainSeconds"])
+    replicas = []
+    for n in (1, 2):
+        config = basic_config(tmp_path / f"r{n}")
+        config["Server"]["Admin"]["DrainSeconds"] = drain  # as shipped
+        config["IngressPoints"][0]["ProxyProtocol"] = {"TrustedSources": ["127.0.0.1/32"]}
+        replicas.append(server_factory(config, f"mailmgr-{n}.yaml").start())
+    stats, smtp_port = tmp_path / "haproxy.sock", _free_port()
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(_local_haproxy_cfg(replicas, smtp_port, stats))
+    proc = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_status(stats, {"mailmgr-1": "UP", "mailmgr-2": "UP"}, 15)
+        ids = [_send(smtp_port, f"fleet {i}") for i in range(4)]
+        seen = {message_id: _served_by(replicas, message_id) for message_id in ids}
+        assert sorted(set(seen.values())) == [1, 2], seen  # both replicas served
+        for replica in replicas:
+            for event in replica.events:
+                if event.get("event") == "smtp.accepted":
+                    assert event["peer_ip"] == CLIENT  # PROXY v2, not HAProxy's address
+
+        # SIGTERM: readiness 503 at once; HAProxy marks the replica DOWN within its checks,
+        # before the replica's SMTP listener closes after DrainSeconds.
+        replicas[0].proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        replicas[0].wait_for("server.draining", 5)
+        took = _wait_status(stats, {"mailmgr-1": "DOWN", "mailmgr-2": "UP"}, drain)
+        assert took < drain
+        assert not any(e.get("event") == "server.listeners_closed" for e in replicas[0].events)
+        for i in range(3):  # the survivor takes everything, with no failed connection
+            message_id = _send(smtp_port, f"after drain {i}")
+            replicas[1].wait_for("smtp.accepted", 5, message_id=message_id)
+        replicas[0].wait_for("server.listeners_closed", drain + 5)
+    finally:
+        proc.terminate()
+        proc.wait(10)
