@@ -345,10 +345,16 @@ def test_make_secrets_writes_every_secret_the_compose_file_reads(tmp_path: Path)
 # --- mailmgr configs -----------------------------------------------------------------------------
 
 @pytest.fixture
-def dsn_file(tmp_path: Path) -> Iterator[Path]:
-    """Stands in for the mounted secret: check-config reads DsnFile."""
+def dsn_file(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Stands in for the mounted secret: a real, empty database when PostgreSQL is installed
+    (check-config may connect to the shared store), with a password that trust authentication
+    ignores and that must never be printed."""
+    try:
+        dsn = request.getfixturevalue("postgres").fresh_database()
+    except pytest.skip.Exception:  # no PostgreSQL here: the file's syntax is still checked
+        dsn = "postgresql://mailmgr@127.0.0.1:9/mailmgr"
     file = tmp_path / "postgres-dsn"
-    file.write_text("postgresql://mailmgr:secret@postgres:5432/mailmgr\n")
+    file.write_text(dsn.replace("mailmgr@", "mailmgr:s3cr3t-pw@", 1) + "\n")
     yield file
 
 
@@ -377,7 +383,7 @@ def test_mailmgr_config_loads_apart_from_s3_storage(which: str, dsn_file: Path,
     result = _check_config(_config_text(which), dsn_file, tmp_path, local_archives=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "configuration is valid" in result.stdout
-    assert "secret" not in result.stdout + result.stderr  # the DSN's password is never printed
+    assert "s3cr3t-pw" not in result.stdout + result.stderr  # the DSN's password never shows
 
 
 @pytest.mark.xfail(reason=S3_PENDING, strict=False)
