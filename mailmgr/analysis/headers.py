@@ -2,7 +2,7 @@
 their text, Authentication-Results style, and the incoming copies to strip so downstream only
 ever sees ours. Written through mailmgr.mime.render, read through mailmgr.mime.headers.
 
-    X-Mailmgr-Spam: FAIL; vade=FAIL (reject, score 15.00, spam); spamhaus=PASS
+    X-Mailmgr-Spam: FAIL; spamhaus=PASS; vade=FAIL (score 15.00, spam)
     X-Mailmgr-Virus: PASS; trendmicro=PASS (clean)
 """
 
