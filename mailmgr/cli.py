@@ -86,7 +86,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     content = Path(args.eml).read_bytes()
-    cert = certificate_from_pem(Path(args.cert).read_bytes()) if args.cert else None
+    try:
+        cert = certificate_from_pem(Path(args.cert).read_bytes()) if args.cert else None
+    except ValueError as exc:  # not a PEM certificate
+        print(f"mailmgr explain: --cert {args.cert}: not a PEM certificate ({exc})",
+              file=sys.stderr)
+        return 2
     try:
         overrides = tuple(parse_override(text) for text in args.analysis or ())
         # An unknown analyzer or field, or a bad value, before any live engine runs.

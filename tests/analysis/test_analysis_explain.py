@@ -165,3 +165,14 @@ def test_a_failed_engine_says_which_and_why(tmp_path: Path, dns_server: Any) -> 
     assert len(lines) == 2, done.stderr
     assert any("analyzer=vade" in line and "reason=connect" in line for line in lines)
     assert any("analyzer=trendmicro" in line and "reason=connect" in line for line in lines)
+
+
+def test_a_cert_that_is_not_pem_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(MESSAGE)
+    done = subprocess.run(
+        [sys.executable, "-m", "mailmgr", "explain", "--config", str(EXAMPLE), "--eml",
+         str(eml), "--cert", str(eml), *(a for o in ALL_CLEAN for a in ("--analysis", o))],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "--cert" in done.stderr
