@@ -72,7 +72,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from mailmgr.analysis.overrides import parse_override
+    from mailmgr.analysis.overrides import apply_overrides, parse_override
     from mailmgr.certinfo import certificate_from_pem
     from mailmgr.explain import (
         ExplainOptions,
@@ -82,15 +82,25 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         overridden_analyzers,
         render_text,
     )
+    from mailmgr.message import AnalysisResults
 
     config = _load(args.config)
     content = Path(args.eml).read_bytes()
-    cert = certificate_from_pem(Path(args.cert).read_bytes()) if args.cert else None
+    try:
+        cert = certificate_from_pem(Path(args.cert).read_bytes()) if args.cert else None
+    except ValueError as exc:  # not a PEM certificate
+        print(f"mailmgr explain: --cert {args.cert}: not a PEM certificate ({exc})",
+              file=sys.stderr)
+        return 2
     try:
         overrides = tuple(parse_override(text) for text in args.analysis or ())
+        # An unknown analyzer or field, or a bad value, before any live engine runs.
+        apply_overrides(config, AnalysisResults(), overrides)
     except ValueError as exc:
         print(f"mailmgr explain: {exc}", file=sys.stderr)
         return 2
+    # An engine explain cannot reach is reported on stderr with its analyzer and reason.
+    logs.setup("text", "WARNING")
     options = ExplainOptions(
         mail_from=args.mail_from,
         rcpts=tuple(args.rcpt or ()),

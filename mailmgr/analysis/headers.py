@@ -2,7 +2,7 @@
 their text, Authentication-Results style, and the incoming copies to strip so downstream only
 ever sees ours. Written through mailmgr.mime.render, read through mailmgr.mime.headers.
 
-    X-Mailmgr-Spam: FAIL; vade=FAIL (reject, score 15.00, spam); spamhaus=PASS
+    X-Mailmgr-Spam: FAIL; spamhaus=PASS; vade=FAIL (score 15.00, spam)
     X-Mailmgr-Virus: PASS; trendmicro=PASS (clean)
 """
 
@@ -38,15 +38,21 @@ def analysis_fields(verdicts: Verdicts, eol: bytes) -> bytes:
 
 
 def _describe(result: AnalysisResult) -> str:
-    """`name=VERDICT (details)`: the list names, the rspamd action and score, the signature."""
+    """`name=VERDICT (details)`: the list names, the rspamd score and category, the signature;
+    for a result that is not OK, only why (the failure reason, or "skipped")."""
     details: list[str] = []
     if result.status is AnalysisStatus.OK:
         for field_name in ("listedOn", "score", "category"):
             value = result.value(field_name)
             if isinstance(value, str) and value:
                 details.append(f"score {value}" if field_name == "score" else value)
+    elif result.status is AnalysisStatus.SKIPPED:
+        details.append("skipped")
     elif result.detail:
-        details.append(result.detail)
+        # Only the fixed reason ("connect", "timeout", "refused", ...): the detail names the
+        # engine's address and the DNS list's zone (which may hold a Spamhaus DQS key), and these
+        # fields travel downstream with the message. Logs and explain keep the detail.
+        details.append(result.detail.partition(":")[0].strip())
     # Parentheses would end the comment early: a detail keeps its text without them.
     comment = ", ".join(sanitise(d).replace("(", "[").replace(")", "]") for d in details)
     return f"{result.analyzer}={result.verdict.value}" + (f" ({comment})" if comment else "")

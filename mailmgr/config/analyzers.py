@@ -301,10 +301,16 @@ def _url_problem(url: str) -> str | None:
     """Why `url` cannot be an rspamd worker's base URL (http(s)://host[:port][/path])."""
     if any(c.isspace() for c in url):
         return "has whitespace"
-    parts = urlsplit(url)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "has a control character"
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:  # "[::1" or "[not-an-address]" as the host
+        return f"is not a valid URL ({exc})"
     if parts.scheme not in ("http", "https"):
         return "is not an http:// or https:// URL"
-    if not parts.hostname:
+    if not hostname:
         return "has no host"
     if parts.username is not None or parts.password is not None:
         return "must not carry credentials"

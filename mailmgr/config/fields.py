@@ -229,6 +229,8 @@ def parse_host_port(text: str, *, default_port: int | None = None) -> ListenAddr
         host, bracket, rest = text[1:].partition("]")
         if not bracket or not host:
             raise ValueError(f"'{text}' has an unterminated or empty '[IPv6]' host")
+        if ":" not in host:
+            raise ValueError(f"'{text}': only an IPv6 address goes in [brackets]")
         if not rest and default_port is not None:
             _check_literal(text, host)
             return ListenAddress(host, default_port)

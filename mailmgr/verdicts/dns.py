@@ -186,6 +186,16 @@ class _SyncFlight:
 _Key = tuple[str, RecordType]
 
 
+class _Flight:
+    """One query in flight (async side) and how many callers wait for it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[DnsAnswer]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
 class DnsResolver:
     """dnspython-backed Resolver with one cache for async and sync callers.
 
@@ -210,7 +220,7 @@ class DnsResolver:
         self._servers = [_nameserver(text) for text in nameservers]
         self._async = self._configure(dns.asyncresolver.Resolver(configure=False))
         self._local = threading.local()  # dnspython's sync Resolver is not shared across threads
-        self._flights: dict[_Key, asyncio.Future[DnsAnswer]] = {}
+        self._flights: dict[_Key, _Flight] = {}
         self._sync_flights: dict[_Key, _SyncFlight] = {}
         self._sync_lock = threading.Lock()
 
@@ -252,24 +262,37 @@ class DnsResolver:
             return DnsAnswer(Outcome.NXDOMAIN, reason="empty name")
         loop = asyncio.get_running_loop()
         flight = self._flights.get((key, rdtype))
-        if flight is not None and flight.get_loop() is loop:
-            try:
-                async with asyncio.timeout(self._budget(budget)):
-                    return await asyncio.shield(flight)
-            except TimeoutError:
-                return DnsAnswer(Outcome.ERROR, reason="timeout")
-        flight = loop.create_future()
-        self._flights[(key, rdtype)] = flight
-        result = DnsAnswer(Outcome.ERROR, reason="cancelled")
+        if flight is None or flight.task.get_loop() is not loop:
+            flight = self._start_flight(loop, key, rdtype, budget)
+        flight.waiters += 1
         try:
-            result = await self._query_async(key, rdtype, budget)
+            async with asyncio.timeout(self._budget(budget)):
+                return await asyncio.shield(flight.task)
+        except TimeoutError:
+            return DnsAnswer(Outcome.ERROR, reason="timeout")
         finally:
-            # Waiters get an answer even when this caller is cancelled; they stay bounded by
-            # their own budget either way.
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                # Nobody wants the answer any more (every caller timed out or was cancelled):
+                # stop asking, and let the next caller start afresh.
+                if self._flights.get((key, rdtype)) is flight:
+                    del self._flights[(key, rdtype)]
+                flight.task.cancel()
+                await asyncio.wait((flight.task,))  # gone before this caller is: no leak
+
+    def _start_flight(self, loop: asyncio.AbstractEventLoop, key: str, rdtype: RecordType,
+                      budget: float | None) -> _Flight:
+        """The query as a task of its own: a caller that goes away (cancelled, or out of budget)
+        leaves it running for the others; the last one to go cancels it."""
+        flight = _Flight(loop.create_task(self._query_async(key, rdtype, budget)))
+        self._flights[(key, rdtype)] = flight
+
+        def landed(_: asyncio.Task[DnsAnswer]) -> None:
             if self._flights.get((key, rdtype)) is flight:
                 del self._flights[(key, rdtype)]
-            flight.set_result(result)
-        return result
+
+        flight.task.add_done_callback(landed)
+        return flight
 
     async def _query_async(self, key: str, rdtype: RecordType, budget: float | None
                            ) -> DnsAnswer:

@@ -375,3 +375,31 @@ def test_domain_normalisation() -> None:
     assert normalise_domain("-bad.test") is None
     content = plain("http://[2001:db8::1]/ http://192.0.2.1/ https://OK.test. ftp://ftp.test/")
     assert body_domains(content, 10) == ("ok.test",)
+
+
+async def test_a_session_retries_a_failed_rcpt_analysis_at_its_next_mail(
+    dns_server: DnsServer, zone: Zone
+) -> None:
+    """A later transaction with the same HELO and sender reuses the session's answer, but not
+    a failed one: a lookup that timed out once must not exempt a listed client from a DENY
+    on isListed for the rest of its session (up to 1000 messages)."""
+    from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
+    from mailmgr.ingress.analysis import TransactionAnalysis
+
+    zone.timeout.add(f"2.0.0.127.{ZEN}")
+    zone.add(f"2.0.0.127.{ZEN}", "A", "127.0.0.2")
+    service = AnalysisService([make_engine(dns_server, IP_ZONE, timeout=0.3)], timeout=5)
+    analysis = TransactionAnalysis(AnalysisSwitch(service))
+    facts = SessionFacts("inbound-id", "inbound", "127.0.0.2", helo="client.test")
+    analysis.begin(facts, "a@sender.test")
+    first = (await analysis.results()).get("spamhaus")
+    assert first is not None and first.status is AnalysisStatus.FAILED
+    zone.timeout.clear()  # the list answers again
+    analysis.begin(facts, "a@sender.test")  # the session's next MAIL, same HELO and sender
+    second = (await analysis.results()).get("spamhaus")
+    assert second is not None and second.value("isListed") is True
+    analysis.begin(facts, "a@sender.test")  # an OK answer is reused: no new query
+    asked = len(zone.queries)
+    assert (await analysis.results()).get("spamhaus") == second
+    assert len(zone.queries) == asked
+    analysis.close()

@@ -104,3 +104,75 @@ async def test_live_explain_runs_the_engines(tmp_path: Path, clamd: ClamdInstanc
     assert result["analysis"]["trendmicro"]["category"].endswith(".UNOFFICIAL")
     assert result["recipients"]["a@example.test"]["dropped"] is True
     assert result["verdicts"]["virus"] == "FAIL" and "spam" not in result["verdicts"]
+
+
+def _unreachable_engines(tmp_path: Path, nameserver: str) -> Path:
+    """The example config with rspamd on a closed port, clamd on a missing socket and the DNS
+    lists on `nameserver`."""
+    from tests.analysis.engines import free_port
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["Server"]["DataDirectory"] = str(tmp_path / "var")
+    data["Server"]["Dns"] = {"Nameservers": [nameserver]}
+    data["IngressPoints"][0].pop("TlsCertificate")
+    for analyzer in data["Analyzers"]:
+        if "Rspamd" in analyzer:
+            analyzer["Rspamd"]["Url"] = f"http://127.0.0.1:{free_port()}"
+        if "Clamav" in analyzer:
+            analyzer["Clamav"]["Address"] = f"unix:{tmp_path / 'no-clamd.sock'}"
+        if "Dnsbl" in analyzer:
+            analyzer["Dnsbl"]["Timeout"] = 3
+    path = tmp_path / "unreachable.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _explain_with(config: Path, tmp_path: Path, *analysis: str
+                  ) -> subprocess.CompletedProcess[str]:
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(MESSAGE)
+    args = [sys.executable, "-m", "mailmgr", "explain", "--config", str(config), "--eml",
+            str(eml), "--rcpt", "a@example.test", "--spf", "PASS"]
+    for item in analysis:
+        args += ["--analysis", item]
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_a_bad_override_is_refused_before_any_engine_runs(
+    tmp_path: Path, dns_server: Any, zone: Any
+) -> None:
+    """A typo in --analysis is reported at once, not after the live engines' timeouts."""
+    import time
+
+    zone.timeout.add("sender.test.dbl.spamhaus.org")
+    config = _unreachable_engines(tmp_path, dns_server.address)
+    started = time.monotonic()
+    done = _explain_with(config, tmp_path, "nope:isPassed=true")
+    assert done.returncode == 2, done.stderr
+    assert "unknown analyzer 'nope'" in done.stderr
+    assert "analysis.failed" not in done.stderr  # nothing ran
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_failed_engine_says_which_and_why(tmp_path: Path, dns_server: Any) -> None:
+    """An engine explain could not reach is named with its reason on stderr, not as a bare
+    'analysis.failed' line."""
+    config = _unreachable_engines(tmp_path, dns_server.address)
+    done = _explain_with(config, tmp_path, "spamhaus:isListed=false")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "analysis.failed" in line]
+    assert len(lines) == 2, done.stderr
+    assert any("analyzer=vade" in line and "reason=connect" in line for line in lines)
+    assert any("analyzer=trendmicro" in line and "reason=connect" in line for line in lines)
+
+
+def test_a_cert_that_is_not_pem_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(MESSAGE)
+    done = subprocess.run(
+        [sys.executable, "-m", "mailmgr", "explain", "--config", str(EXAMPLE), "--eml",
+         str(eml), "--cert", str(eml), *(a for o in ALL_CLEAN for a in ("--analysis", o))],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "--cert" in done.stderr

@@ -122,6 +122,11 @@ def test_engines_down_lose_nothing(tmp_path: Path, server_factory: Any) -> None:
     archived = _unfolded(_archived(server, "engines down"))
     assert "X-Mailmgr-Virus: PROCESSING_FAILED; trendmicro=PROCESSING_FAILED" in archived
     assert "X-Spam-Flag" not in archived
+    # The headers travel downstream with the message: they give the fixed reason only, never
+    # the engines' addresses (or a DNS list's zone, which may hold a Spamhaus DQS key).
+    assert "trendmicro=PROCESSING_FAILED (connect)" in archived
+    assert "vade=PROCESSING_FAILED (connect)" in archived
+    assert "no-clamd.ctl" not in archived and "127.0.0.1:" not in archived
     reasons = {e["analyzer"]: e["reason"] for e in server.events
                if e.get("event") == "analysis.failed" and e.get("message_id") == message_id}
     assert reasons == {"trendmicro": "connect", "vade": "connect"}

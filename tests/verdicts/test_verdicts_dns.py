@@ -127,3 +127,45 @@ async def test_a_waiter_is_bounded_by_its_own_budget(dns_server: DnsServer, zone
     leader.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await leader
+
+
+async def test_a_cancelled_leader_does_not_fail_its_waiters(
+    dns_server: DnsServer, zone: Zone
+) -> None:
+    """The caller that sent a shared query goes away (its SMTP client disconnected, its MAIL was
+    replaced): the others still get the real answer, not an error. Otherwise one connection
+    that drops at the right moment turns a concurrent DNSBL listing into a failure, which a
+    DENY on isListed lets through."""
+    zone.timeout.add("slow.test")  # the first attempt is lost; the retry after 1 s answers
+    zone.add("slow.test", "A", "127.0.0.2")
+    resolver = DnsResolver([dns_server.address], timeout=4.0)
+    leader = asyncio.ensure_future(resolver.lookup("slow.test", RecordType.A))
+    await asyncio.sleep(0.05)
+    follower = asyncio.ensure_future(resolver.lookup("slow.test", RecordType.A))
+    await asyncio.sleep(0.05)
+    leader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await leader
+    zone.timeout.discard("slow.test")
+    answer = await follower
+    assert answer.outcome is Outcome.FOUND and answer.values == ("127.0.0.2",), answer
+    assert zone.queries.count(("slow.test", "A")) == 2  # one query (and its retry), shared
+
+
+async def test_a_query_nobody_waits_for_any_more_stops(dns_server: DnsServer, zone: Zone) -> None:
+    """Every caller cancelled (a client looping MAIL/RSET): no query is left running."""
+    zone.timeout.add("gone.test")
+    resolver = DnsResolver([dns_server.address], timeout=4.0)
+    callers = [asyncio.ensure_future(resolver.lookup("gone.test", RecordType.A))
+               for _ in range(3)]
+    await asyncio.sleep(0.05)
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    # and a new caller asks afresh rather than joining a cancelled query
+    zone.timeout.discard("gone.test")
+    zone.add("gone.test", "A", "127.0.0.3")
+    answer = await resolver.lookup("gone.test", RecordType.A)
+    assert answer.values == ("127.0.0.3",)
