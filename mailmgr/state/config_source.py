@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,9 @@ class SharedSource:
     @classmethod
     async def open(cls, path: Path, settings: SharedStateSettings) -> SharedSource:
         """Connect, migrate and fetch the active document. Raises SharedStateError."""
+        # The driver's own warnings (every failed reconnection, as plain text on stderr) would
+        # flood the log during an outage: _OutageLog reports it once a minute instead.
+        logging.getLogger("psycopg").setLevel(logging.CRITICAL)
         pool = await open_pool(settings, name="mailmgr-config",
                                connect_wait=CONNECT_TIMEOUT)
         try:
@@ -133,6 +137,7 @@ class SharedSource:
             await self._fetch()
         except SharedStateError as exc:
             self._outage.failed(str(exc))
+            self._requested = self.version  # the next poll asks again for what was missed
             logs.warning("config.shared_cached", version=self.version,
                          note="PostgreSQL did not answer: the last document fetched is used")
         stored = self._stored

@@ -6,6 +6,7 @@ applied, and a missing store stops start-up with a located problem. The DSN is n
 from __future__ import annotations
 
 import json
+import signal
 import smtplib
 import socket
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from tests.fleet.fleet_config_support import (
     PASSWORD,
+    CuttableLink,
     cli,
     database,
     local_config,
@@ -157,6 +159,14 @@ def test_a_document_this_host_cannot_load_is_not_applied(
         assert any(p.startswith("shared config v2: $.Relays[0].Tls.CaFile")
                    for p in failed["problems"])
         assert _header_of_sent(server, "still one") == "X-Fleet: one"
+
+        # SIGHUP re-reads the local file and the shared document: once this host has the file
+        # the document names, the same version applies.
+        (tmp_path / "ca.pem").write_text((other / "ca.pem").read_text())
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_for("config.reloaded", timeout=APPLY_WITHIN)
+        assert _header_of_sent(server, "now two") == "X-Fleet: two"
     finally:
         assert server.stop() == 0
     _no_secret(server)
@@ -171,3 +181,32 @@ def test_start_up_without_the_store_fails_with_a_located_problem(tmp_path: Path)
         result.stderr)
     assert PASSWORD not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_outage_delays_reloads_but_never_ingest(
+        tmp_path: Path, postgres: PostgresInstance) -> None:
+    dsn = secret_dsn(postgres)
+    link = CuttableLink(postgres.port).start()
+    through_link = dsn.replace(f":{postgres.port}/", f":{link.port}/")
+    admin = write_config(tmp_path / "admin.yaml", local_config(tmp_path, dsn, "admin"))
+    _push(tmp_path, admin, "one", 1)
+    server = _replica(tmp_path, through_link, "r1")
+    server.start()
+    try:
+        server.wait_for("config.shared_fetched", version=1)
+        link.cut()
+        server.wait_for("config.shared_unavailable", timeout=APPLY_WITHIN)
+        assert _header_of_sent(server, "during the outage") == "X-Fleet: one"
+        _push(tmp_path, admin, "two", 1)
+        time.sleep(6)  # more than a poll interval: still one line for the outage
+        assert sum(e.get("event") == "config.shared_unavailable" for e in server.events) == 1
+        link.start()  # the same port again
+        server.wait_for("config.shared_fetched", timeout=APPLY_WITHIN + 5, version=2)
+        server.wait_for("config.reloaded", timeout=APPLY_WITHIN)
+        server.wait_for("config.shared_available")
+        assert _header_of_sent(server, "after the outage") == "X-Fleet: two"
+    finally:
+        link.cut()
+        assert server.stop() == 0
+    _no_secret(server)
+    assert not [line for line in server.raw if not line.startswith("{")]  # only our JSON lines
