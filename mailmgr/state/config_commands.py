@@ -28,6 +28,7 @@ from mailmgr.state.postgres import SharedStateError, migrate, open_pool
 
 EXIT_INVALID = 2  # FILE has problems: nothing stored
 EXIT_UNAVAILABLE = 1  # no SharedState, PostgreSQL down, nothing pushed yet
+CONNECT_WAIT = 5.0  # seconds a command waits for PostgreSQL before saying it is unreachable
 
 
 class NotConfigured(Exception):
@@ -51,7 +52,7 @@ def _pushed_by() -> str:
 
 
 async def _push(settings: SharedStateSettings, document: dict[str, Any]) -> PushResult:
-    pool = await open_pool(settings, name="mailmgr-config-push")
+    pool = await open_pool(settings, name="mailmgr-config-push", connect_wait=CONNECT_WAIT)
     try:
         await migrate(pool)
         return await config_store.push(pool, document, _pushed_by())
@@ -60,7 +61,7 @@ async def _push(settings: SharedStateSettings, document: dict[str, Any]) -> Push
 
 
 async def _active(settings: SharedStateSettings) -> StoredConfig | None:
-    pool = await open_pool(settings, name="mailmgr-config-show")
+    pool = await open_pool(settings, name="mailmgr-config-show", connect_wait=CONNECT_WAIT)
     try:
         await migrate(pool)
         return await config_store.active(pool)

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -106,7 +107,8 @@ class SharedSource:
         # The driver's own warnings (every failed reconnection, as plain text on stderr) would
         # flood the log during an outage: _OutageLog reports it once a minute instead.
         logging.getLogger("psycopg").setLevel(logging.CRITICAL)
-        pool = await open_pool(settings, name="mailmgr-config",
+        # One connection: fetches run one at a time (the reload lock), polls are tiny.
+        pool = await open_pool(replace(settings, pool_size=1), name="mailmgr-config",
                                connect_wait=CONNECT_TIMEOUT)
         try:
             await migrate(pool)
