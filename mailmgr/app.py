@@ -24,7 +24,6 @@ from mailmgr.admin.server import AdminServer
 from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
 from mailmgr.archive import LocalArchive, local_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
-from mailmgr.config import load
 from mailmgr.config.models import AcceptAction, Config, IngressPoint, ServerLimits, TlsPolicy
 from mailmgr.errors import ConfigError, ConfigProblem
 from mailmgr.ingress.auth import AuthThrottle
@@ -58,6 +57,7 @@ from mailmgr.rules.address_lists import AddressListIndex, build_indexes
 from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
+from mailmgr.state.config_source import ConfigSource, open_source
 from mailmgr.verdicts.service import VerdictsService
 
 if TYPE_CHECKING:
@@ -166,11 +166,16 @@ class App:
     # for are still routed by their ID (see Pipeline).
     _retired_points: dict[str, IngressPoint] = field(default_factory=dict)
     admin: AdminServer | None = None
+    # Where reloads read the config: the file, or the file + the shared store (Server.SharedState)
+    source: ConfigSource | None = None
 
     async def start(self) -> None:
         async with self._reload_lock:
+            if self.source is None:  # the shared document, when there is one, replaces the
+                self.source, self.config = await open_source(self.config)  # file's resources
             await self._start()
             self._running = True
+            self.source.watch(self.request_reload)  # pushes reload like SIGHUP
 
     async def _start(self) -> None:
         server = self.config.server
@@ -321,6 +326,8 @@ class App:
         if self._store:
             METRICS.watch_spool(None)
             await self._store.close()
+        if self.source is not None:
+            await self.source.close()
         if self.admin:  # last: /healthz/live answers while the rest shuts down
             await self.admin.close()
         logs.event("server.stopped")
@@ -338,14 +345,14 @@ class App:
         task.add_done_callback(tasks.discard)
 
     async def reload(self) -> None:
-        """Re-read the config file and apply it to new work. An invalid file, or one whose
-        new parts cannot be built, changes nothing; a point that fails alone is skipped."""
+        """Re-read the config source (the file, and the shared document with SharedState) and
+        apply it to new work. An invalid config, or one whose new parts cannot be built,
+        changes nothing; a point that fails alone is skipped."""
         async with self._reload_lock:
-            if not self._running:
+            if not self._running or self.source is None:
                 return
-            loop = asyncio.get_running_loop()
             try:
-                loaded = await loop.run_in_executor(None, load, self.config.source)
+                loaded = await self.source.load()
             except ConfigError as exc:
                 log_failed(exc.problems)
                 return

@@ -174,6 +174,48 @@ def _cmd_queue(args: argparse.Namespace) -> int:
     return run(config, request, as_json=getattr(args, "json", False))
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    """`config push FILE | show | export`: the shared configuration (mailmgr.state)."""
+    from mailmgr.state import config_commands
+
+    command = args.config_command
+    if command == "push":
+        file = Path(args.file)
+        if not file.exists():
+            raise MissingConfig(file)
+        # The store is reached through the local config; without one, FILE's own Server section.
+        local = _config_path(args.config)
+        if args.config is None and not os.environ.get("MAILMGR_CONFIG") and not local.exists():
+            local = file
+        if not local.exists():
+            raise MissingConfig(local)
+        return config_commands.push_command(file, local, as_json=args.json)
+    local = _config_path(args.config)
+    if not local.exists():
+        raise MissingConfig(local)
+    if command == "show":
+        return config_commands.show_command(local, as_json=args.json)
+    return config_commands.export_command(local, as_json=args.json)
+
+
+def _add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                       common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("config", help="the fleet's shared configuration (Server.SharedState)")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    c = csub.add_parser("push", parents=[common],
+                        help="validate FILE and store its resources as the fleet's config")
+    c.add_argument("file", metavar="FILE", help="config file whose resources are pushed")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c = csub.add_parser("show", parents=[common],
+                        help="print the active shared configuration with its version")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c = csub.add_parser("export", parents=[common],
+                        help="print this host's effective config (local Server + shared "
+                             "resources)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_config)
+
+
 def _serial(text: str) -> int:
     """A serial as certificates print it: hex, with or without colons (`0A:DE:EB:89`)."""
     try:
@@ -297,6 +339,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("id", help="message ID")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_queue)
+
+    _add_config_parser(sub, common)
 
     p = sub.add_parser("certs", help="development certificates for smoke tests")
     csub = p.add_subparsers(dest="certs_command", required=True)

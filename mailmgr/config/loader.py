@@ -29,6 +29,7 @@ from mailmgr.config.resources import (
 from mailmgr.config.rulesets import READ_ONLY_KEYS, build_rule_set, load_rule_set_file
 from mailmgr.config.schema import Validator
 from mailmgr.config.server import parse_server
+from mailmgr.config.shared import RESOURCE_KEYS, merge_resources
 from mailmgr.errors import ConfigError
 
 TOP_LEVEL_KEYS = (
@@ -134,22 +135,54 @@ def _build(p: Pending, resolver: Resolver) -> object:
     return None  # pragma: no cover
 
 
-def load(path: Path) -> Config:
-    """Load and validate `path` (.yaml/.yml/.json). Raises ConfigError with every problem."""
-    path = Path(path)
-    sink = Sink()
-    ctx = Ctx(str(path), path.parent, sink)
+def _read_root(ctx: Ctx, path: Path) -> dict[str, Any]:
+    """The file's top-level mapping (an empty file is an empty mapping). Raises ConfigError."""
     ok, data = load_document(ctx, path, "$")
     if not ok:
-        raise ConfigError(sink.report())
+        raise ConfigError(ctx.sink.report())
     data = {} if data is None else data
     if not isinstance(data, dict):
         ctx.problem("$", f"expected a mapping with {', '.join(TOP_LEVEL_KEYS)}, "
                          f"got {type_name(data)}")
-        raise ConfigError(sink.report())
+        raise ConfigError(ctx.sink.report())
     check_keys(ctx, data, TOP_LEVEL_KEYS, "$")
+    return data
 
-    server = _guard(ctx, "$.Server", lambda: parse_server(ctx, data.get("Server"))) or (
+
+def load(path: Path) -> Config:
+    """Load and validate `path` (.yaml/.yml/.json). Raises ConfigError with every problem."""
+    path = Path(path)
+    ctx = Ctx(str(path), path.parent, Sink())
+    data = _read_root(ctx, path)
+    return _build_config(ctx, data.get("Server"), ctx, data, path)
+
+
+def load_shared(path: Path, document: dict[str, Any], label: str) -> Config:
+    """The replica's config: the local file `path` (its `Server` section always applies) with
+    the resources of the shared `document` (a pushed config: resource sections only), the
+    host-bound keys of each ingress point taken from the local point of the same name
+    (mailmgr.config.shared.merge_resources). Problems in the document are reported against
+    `label` (e.g. `shared config v3`); relative paths resolve against the local file's folder.
+    Raises ConfigError with every problem."""
+    path = Path(path)
+    sink = Sink()
+    local = Ctx(str(path), path.parent, sink)
+    data = _read_root(local, path)
+    shared = Ctx(label, path.parent, sink)
+    if not isinstance(document, dict):
+        shared.problem("$", f"expected a mapping, got {type_name(document)}")
+        raise ConfigError(sink.report())
+    check_keys(shared, document, RESOURCE_KEYS, "$")
+    return _build_config(local, data.get("Server"), shared, merge_resources(data, document),
+                         path)
+
+
+def _build_config(server_ctx: Ctx, server_raw: Any, ctx: Ctx, data: dict[str, Any],
+                  path: Path) -> Config:
+    """Parse `server_raw` (in `server_ctx`) and every resource section of `data` (in `ctx`);
+    both contexts share one Sink. Raises ConfigError with every problem."""
+    sink = ctx.sink
+    server = _guard(server_ctx, "$.Server", lambda: parse_server(server_ctx, server_raw)) or (
         parse_server(Ctx(str(path), path.parent, Sink()), None)
     )
     resolver = Resolver()

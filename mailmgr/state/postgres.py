@@ -37,7 +37,17 @@ class Migration:
 
 # The whole history, in order (the table `mailmgr_schema` itself is made by migrate()).
 # Version 1: the archive index; version 2: the configuration documents.
-MIGRATIONS: list[Migration] = []
+MIGRATIONS: list[Migration] = [
+    # --- version 2: the configuration documents (mailmgr/state/config_store.py) ---
+    Migration(2, "shared configuration documents", """
+        CREATE TABLE mailmgr_config_documents (
+            version bigint PRIMARY KEY,
+            sha256 text NOT NULL,
+            document text NOT NULL,
+            pushed_by text NOT NULL,
+            pushed_at timestamptz NOT NULL DEFAULT now()
+        )"""),
+]
 
 
 async def open_pool(settings: SharedStateSettings, *, name: str = "mailmgr",
