@@ -165,12 +165,12 @@ def _restart(instance: PostgresInstance) -> subprocess.Popen[bytes]:
     """Start PostgreSQL again on the same data directory and port (as postgres_instance does)."""
     assert BINDIR is not None
     prefix, _, _ = _run_as()
-    log = open(instance.directory / "postgres.log", "ab")  # noqa: SIM115  # owned by the process
-    return subprocess.Popen(
-        [*prefix, str(BINDIR / "postgres"), "-D", str(instance.directory / "data"), "-p",
-         str(instance.port), "-k", str(instance.directory), "-c", "listen_addresses=127.0.0.1",
-         "-c", "fsync=off"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+    with open(instance.directory / "postgres.log", "ab") as log:  # the child keeps its copy
+        return subprocess.Popen(
+            [*prefix, str(BINDIR / "postgres"), "-D", str(instance.directory / "data"), "-p",
+             str(instance.port), "-k", str(instance.directory), "-c",
+             "listen_addresses=127.0.0.1", "-c", "fsync=off"], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _stop(instance: PostgresInstance) -> None:

@@ -20,6 +20,10 @@ from mailmgr.errors import PermanentActionError, TemporaryActionError
 DAY = 86400.0
 
 
+def eml_files(root: Path) -> list[Path]:
+    return list(root.rglob("*.eml"))
+
+
 async def test_message_is_one_object_with_content_type_and_sse_kms(
     aws_env: str, tmp_path: Path, make_item: MakeItem
 ) -> None:
@@ -47,7 +51,7 @@ async def test_message_is_one_object_with_content_type_and_sse_kms(
     assert obj["ServerSideEncryption"] == "aws:kms"
     assert obj["SSEKMSKeyId"] == key_id
     # The body is in S3 only: nothing but the SQLite index under the data directory.
-    assert not list(tmp_path.rglob("*.eml"))
+    assert not eml_files(tmp_path)
 
 
 async def test_archive_kms_key_is_used_when_the_storage_names_none(
