@@ -53,7 +53,7 @@ def test_serve_archives_to_s3_and_postgres_and_another_replica_reads_it(
             smtp.sendmail("alice@sender.test", ["bob@mailmgr.test"],
                           f"From: alice@sender.test\r\nTo: bob@mailmgr.test\r\n"
                           f"Subject: {subject}\r\n\r\nbody\r\n".encode())
-    deadline = time.monotonic() + 30  # 3 messages × 2 archives
+    deadline = time.monotonic() + 30  # 3 messages, 2 archives each
     while sum(e.get("event") == "archive_stored" for e in server.events) < 6:
         assert time.monotonic() < deadline, "\n".join(server.raw[-20:])
         time.sleep(0.05)
