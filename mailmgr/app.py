@@ -58,7 +58,7 @@ from mailmgr.rules.address_lists import AddressListIndex, build_indexes
 from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
-from mailmgr.state.postgres import migrate, open_pool
+from mailmgr.state.postgres import SharedStateError, migrate, open_pool
 from mailmgr.verdicts.service import VerdictsService
 
 if TYPE_CHECKING:
@@ -539,8 +539,9 @@ async def serve(config: Config) -> int:
     except ConfigError:
         await app.stop()  # an unreadable certificate: the CLI prints the problem, exit 2
         raise
-    except OSError as exc:
-        # Bind failures and unwritable data folders are operator errors, not crashes.
+    except (OSError, SharedStateError) as exc:
+        # Bind failures, unwritable data folders and an unreachable Server.SharedState
+        # database are operator errors, not crashes.
         logs.error("server.start_failed", error=str(exc))
         await app.stop()
         return 1

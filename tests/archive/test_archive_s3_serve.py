@@ -83,3 +83,18 @@ def test_serve_archives_to_s3_and_postgres_and_another_replica_reads_it(
     # On the replica that holds it, the same command works.
     here = _cli(server.config_file, "archive", "get", local_id)
     assert here.returncode == 0 and here.stdout.endswith(b"\r\nbody\r\n")
+
+
+def test_unreachable_index_database_stops_start_up_cleanly(
+    tmp_path: Path, server_factory: Any, aws_env: str
+) -> None:
+    dsn = "postgresql://mailmgr:s3cret@127.0.0.1:1/mailmgr?connect_timeout=1"
+    config = write_config(tmp_path / "down.yaml", _config(tmp_path / "down", dsn, aws_env))
+    done = subprocess.run([sys.executable, "-m", "mailmgr", "serve", "--config", str(config),
+                           "--log-format", "json"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    failed = [json.loads(line) for line in done.stderr.splitlines()
+              if '"server.start_failed"' in line]
+    assert failed and "cannot connect to PostgreSQL" in failed[0]["error"]
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
