@@ -139,15 +139,6 @@ def _max_size(config: Config, ingress: IngressPoint) -> int:
     return min(limit, MAX_MESSAGE_SIZE) if limit else MAX_MESSAGE_SIZE
 
 
-async def _check_retention(archive: LocalArchive) -> None:
-    """Start-up and reload: an S3 archive's bucket lifecycle rule is checked and a missing one
-    reported (mailmgr.archive.s3_store); never fails the server."""
-    try:
-        await archive.check_retention()
-    except Exception as exc:  # a report, never a reason to stop
-        logs.warning("archive.lifecycle_unchecked", archive_id=archive.archive.id, error=str(exc))
-
-
 @dataclass
 class App:
     config: Config
@@ -201,7 +192,7 @@ class App:
         self._archives = build_archives(self.config, aws=self._aws, pool=self._archive_pool)
         for archive in self._archives.values():
             await archive.open()
-            self._spawn(_check_retention(archive))
+            self._spawn(archive.report_retention())
         self._secrets = SecretStore(self._aws)
         self._verdicts = VerdictsService.from_config(self.config)
         self._analysis = AnalysisService.from_config(self.config, self._verdicts.resolver)
@@ -420,7 +411,7 @@ class App:
         for archive in kept.values():
             archive.reconfigure(config)  # retention and rule-set ARNs follow the new config
         for archive in [*kept.values(), *opened.values()]:
-            self._spawn(_check_retention(archive))
+            self._spawn(archive.report_retention())
         self._archives = {**kept, **opened}
         self._retention_set[:] = self._archives.values()
         closing: list[Closable] = [*removed]

@@ -148,6 +148,14 @@ class MessageArchive:
             return await self.store.check_lifecycle(self.archive.retention_days)
         return None
 
+    async def report_retention(self) -> None:
+        """check_retention for start-up and reload tasks: logs, never raises."""
+        try:
+            await self.check_retention()
+        except Exception as exc:  # a report, never a reason to stop
+            logs.warning("archive.lifecycle_unchecked", archive_id=self.archive.id,
+                         error=str(exc))
+
     async def close(self) -> None:
         self._closed = True
         if self._flusher is not None:  # puts already queued still complete

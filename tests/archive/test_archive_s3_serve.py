@@ -5,6 +5,7 @@ body kept by the first replica is reported as such."""
 from __future__ import annotations
 
 import json
+import signal
 import smtplib
 import subprocess
 import sys
@@ -47,6 +48,13 @@ def test_serve_archives_to_s3_and_postgres_and_another_replica_reads_it(
     missing = server.wait_for("archive.lifecycle_missing", 20)
     assert (missing["bucket"], missing["prefix"], missing["needed_days"]) == (
         "mail-archive", "mailmgr/", 365)
+    # A reload checks again: still missing, reported again.
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while sum(e.get("event") == "archive.lifecycle_missing" for e in server.events) < 2:
+        assert time.monotonic() < deadline, "\n".join(server.raw[-20:])
+        time.sleep(0.05)
     subjects = [f"fleet archive {i}" for i in range(3)]
     for subject in subjects:
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
