@@ -8,6 +8,7 @@ retries), so an outage never blocks ingest. Schema: migration 1 in mailmgr.state
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import astuple
@@ -21,6 +22,9 @@ from mailmgr.state.archive_schema import TABLE
 from mailmgr.state.postgres import SharedStateError
 
 CALL_TIMEOUT = 5.0  # seconds to wait for a pooled connection before failing the call
+# Whole-call bound: a database that stops answering (a dropped network path, not a refused
+# connection) must not hold a spool worker; the cancelled connection is discarded by the pool.
+QUERY_TIMEOUT = 30.0
 
 _COLUMNS = (
     "archived_message_id, message_id, rule_index, action_index, received_timestamp, date, "
@@ -84,10 +88,11 @@ class PgArchiveIndex:
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
-            async with self._pool.connection(timeout=self._timeout) as conn:
+            async with (asyncio.timeout(self._timeout + QUERY_TIMEOUT),
+                        self._pool.connection(timeout=self._timeout) as conn):
                 cursor = await conn.execute(sql, params)  # type: ignore[arg-type]  # constant SQL
                 return await cursor.fetchall()
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
+        except (psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
             raise _failed(exc) from exc
 
     async def existing(self, archived_ids: Sequence[str]) -> set[str]:
@@ -103,11 +108,11 @@ class PgArchiveIndex:
             return
         params = [[self.archive_id, self.location, *_values(r)] for r in rows]
         try:
-            async with self._pool.connection(timeout=self._timeout) as conn:
-                async with conn.transaction():
-                    async with conn.cursor() as cursor:
-                        await cursor.executemany(_INSERT, params)  # type: ignore[arg-type]
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            async with (asyncio.timeout(self._timeout + QUERY_TIMEOUT),
+                        self._pool.connection(timeout=self._timeout) as conn,
+                        conn.transaction(), conn.cursor() as cursor):
+                await cursor.executemany(_INSERT, params)  # type: ignore[arg-type]
+        except (psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
             raise _failed(exc) from exc
 
     async def search(self, query: SearchQuery) -> list[ArchiveRow]:
