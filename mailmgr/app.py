@@ -22,7 +22,7 @@ from mailmgr.actions.base import Resources
 from mailmgr.admin.metrics import METRICS
 from mailmgr.admin.server import AdminServer
 from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
-from mailmgr.archive import LocalArchive, local_archives, run_retention
+from mailmgr.archive import LocalArchive, build_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config.models import AcceptAction, Config, IngressPoint, ServerLimits, TlsPolicy
 from mailmgr.errors import ConfigError, ConfigProblem
@@ -58,9 +58,12 @@ from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
 from mailmgr.state.config_source import ConfigSource, open_source
+from mailmgr.state.postgres import SharedStateError, migrate, open_pool
 from mailmgr.verdicts.service import VerdictsService
 
 if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
     from mailmgr.admin.cells import CounterCell
 
 MAX_MESSAGE_SIZE = 41_943_040  # Mail Manager's 40 MB limit
@@ -162,6 +165,7 @@ class App:
     _drains: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled at stop
     _closing: list[Closable] = field(default_factory=list)
     _retention_set: list[LocalArchive] = field(default_factory=list)  # read each round
+    _archive_pool: AsyncConnectionPool | None = None  # Server.SharedState: the archive index
     # Points reloads removed, newest last (bounded): messages their last sessions got a 250
     # for are still routed by their ID (see Pipeline).
     _retired_points: dict[str, IngressPoint] = field(default_factory=dict)
@@ -184,12 +188,16 @@ class App:
         self._store = SpoolStore(server.spool_directory)
         # a `mailmgr queue` command on the stopped server may hold the lock for a moment
         recovered = await self._store.open(lock_wait=SPOOL_LOCK_WAIT)
-        self._archives = local_archives(self.config)
-        for archive in self._archives.values():
-            await archive.open()
         # Clients open lazily on first use, so a config without AWS actions never needs
         # credentials or a network.
         self._aws = AwsClients(AwsSettings.from_server(server))
+        if server.shared_state is not None:  # every archive's index in PostgreSQL
+            self._archive_pool = await open_pool(server.shared_state, name="mailmgr-archive")
+            await migrate(self._archive_pool)
+        self._archives = build_archives(self.config, aws=self._aws, pool=self._archive_pool)
+        for archive in self._archives.values():
+            await archive.open()
+            self._spawn(archive.report_retention())
         self._secrets = SecretStore(self._aws)
         self._verdicts = VerdictsService.from_config(self.config)
         self._analysis = AnalysisService.from_config(self.config, self._verdicts.resolver)
@@ -320,6 +328,8 @@ class App:
         for archive in self._archives.values():
             await archive.close()
         await close_all(self._closing)
+        if self._archive_pool is not None:
+            await self._archive_pool.close()
         if self._aws:
             await self._aws.close()
         METRICS.watch_connections(None)
@@ -373,17 +383,18 @@ class App:
         analysis = self._analysis
         try:
             await self._ensure_certificates(config)
-            wanted = local_archives(config)
+            wanted = build_archives(config, aws=self._aws, pool=self._archive_pool)
             for archive_id, archive in wanted.items():
-                if archive_id not in self._archives:
-                    await archive.open()
+                old = self._archives.get(archive_id)
+                if old is None or old.archive.storage != archive.archive.storage:
+                    await archive.open()  # new, or its Storage changed: a new store
                     opened[archive_id] = archive
             if verdicts is None or verdicts_changed(running.server, config.server):
                 verdicts = VerdictsService.from_config(config)
             if (verdicts is not self._verdicts or config.analyzers != running.analyzers
                     or config.server.analysis != running.server.analysis):
                 analysis = AnalysisService.from_config(config, verdicts.resolver)
-            kept = {i: a for i, a in self._archives.items() if i in wanted}
+            kept = {i: a for i, a in self._archives.items() if i in wanted and i not in opened}
             resources = Resources(config=config, archives={**kept, **opened}, aws=self._aws,
                                   secrets=self._secrets)
             current = {ip.id for ip in config.ingress_points}
@@ -403,9 +414,11 @@ class App:
             return
         assert self._switch is not None
         retired = self._switch.swap(pipeline)
-        removed = [a for i, a in self._archives.items() if i not in wanted]
+        removed = [a for i, a in self._archives.items() if i not in kept]
         for archive in kept.values():
             archive.reconfigure(config)  # retention and rule-set ARNs follow the new config
+        for archive in [*kept.values(), *opened.values()]:
+            self._spawn(archive.report_retention())
         self._archives = {**kept, **opened}
         self._retention_set[:] = self._archives.values()
         closing: list[Closable] = [*removed]
@@ -524,8 +537,9 @@ async def serve(config: Config) -> int:
     except ConfigError:
         await app.stop()  # an unreadable certificate: the CLI prints the problem, exit 2
         raise
-    except OSError as exc:
-        # Bind failures and unwritable data folders are operator errors, not crashes.
+    except (OSError, SharedStateError) as exc:
+        # Bind failures, unwritable data folders and an unreachable Server.SharedState
+        # database are operator errors, not crashes.
         logs.error("server.start_failed", error=str(exc))
         await app.stop()
         return 1

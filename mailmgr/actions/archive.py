@@ -1,7 +1,8 @@
 """The Archive action: hand the message to the configured archive sink.
 
-Owns only the error mapping (local I/O → temporary, unknown archive → permanent); storage,
-indexing and idempotence belong to the sink (mailmgr.archive for Local storage).
+Owns only the error mapping (local I/O, the shared index unreachable → temporary, unknown archive
+→ permanent; S3 failures arrive already classified by mailmgr.aws); storage, indexing and
+idempotence belong to the sink (mailmgr.archive).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from mailmgr.actions.base import Action, ActionInput, ActionResult, Resources
 from mailmgr.archive.store import ArchiveClosedError
 from mailmgr.config.models import ArchiveAction
 from mailmgr.errors import PermanentActionError, TemporaryActionError
+from mailmgr.state.postgres import SharedStateError
 
 
 class _Archive:
@@ -29,9 +31,10 @@ class _Archive:
             )
         try:
             archived_id = await sink.put(item)
-        except (OSError, sqlite3.Error, ArchiveClosedError) as exc:
-            # A full or failing disk, a locked index or a shutdown in progress: the spool
-            # keeps the message and retries; the sink is idempotent, so a retry is safe.
+        except (OSError, sqlite3.Error, ArchiveClosedError, SharedStateError) as exc:
+            # A full or failing disk, a locked index, PostgreSQL unreachable or a shutdown in
+            # progress: the spool keeps the message and retries; the sink is idempotent (the
+            # same file or S3 key is re-written, the row inserted once), so a retry is safe.
             code = type(exc).__name__
             raise TemporaryActionError(f"archive {self._archive_id}: {exc}", code=code) from exc
         return ActionResult(

@@ -1,11 +1,14 @@
-"""`mailmgr archive search` and `mailmgr archive get`: synchronous, read-only CLI paths.
+"""`mailmgr archive search` and `mailmgr archive get`: read-only CLI paths.
 
-Opens each local archive's index read-only (safe while `serve` writes); never creates, changes
-or purges anything. Usage errors are one line on stderr and exit 2, never a traceback.
+Embedded: opens each archive's SQLite index read-only (safe while `serve` writes). With
+`Server.SharedState`: searches the PostgreSQL index, so any replica finds mail any replica
+archived. Bodies come from local files or S3. Never creates, changes or purges anything. Usage
+errors are one line on stderr and exit 2, never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -14,10 +17,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from mailmgr.archive import index
+from mailmgr.archive import index, shared_cli
 from mailmgr.archive.index import ArchiveRow, SearchQuery
-from mailmgr.archive.store import INDEX_NAME, read_message
-from mailmgr.config.models import Archive, Config, LocalStorage
+from mailmgr.archive.local import INDEX_NAME, local_location, read_message
+from mailmgr.config.models import Archive, Config, S3Storage
+from mailmgr.errors import ActionError
+from mailmgr.state.postgres import SharedStateError
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -53,15 +58,11 @@ def parse_time(value: str, option: str, *, end: bool, now: datetime | None = Non
 
 
 def select_archives(config: Config, selector: str | None) -> list[Archive]:
-    """The archive named by `selector` (name, ID or ARN), or every Local archive when None."""
+    """The archive named by `selector` (name, ID or ARN), or every archive when None."""
     if selector is None:
-        return [a for a in config.archives if isinstance(a.storage, LocalStorage)]
+        return list(config.archives)
     for archive in config.archives:
         if selector in (archive.id, archive.name, archive.arn):
-            if not isinstance(archive.storage, LocalStorage):
-                raise UsageError(
-                    f"--archive: {archive.name} stores in S3; only Local archives can be read"
-                )
             return [archive]
     known = ", ".join(a.name for a in config.archives) or "none configured"
     raise UsageError(f"--archive: no archive {selector!r} (archives: {known})")
@@ -144,7 +145,13 @@ def search_command(
         err.write(f"mailmgr: {exc}\n")
         return 2
     results: list[tuple[Archive, ArchiveRow]] = []
-    for target in archives:
+    if config.server.shared_state is not None:
+        try:
+            results = asyncio.run(shared_cli.search(config, archives, query))
+        except SharedStateError as exc:
+            err.write(f"mailmgr: cannot search the shared archive index: {exc}\n")
+            return 1
+    for target in archives if config.server.shared_state is None else ():
         try:
             conn = _open(config, target)
             if conn is None:
@@ -177,31 +184,28 @@ def get_command(
     out: BinaryIO,
     err: TextIO | None = None,
 ) -> int:
-    """Write the archived message's bytes to `out`, looking in `--archive` or in every Local
-    archive. Exit 0 found, 1 not found (or unreadable), 2 on a bad --archive."""
+    """Write the archived message's bytes to `out`, looking in `--archive` or in every
+    archive (the shared index with `Server.SharedState`). Exit 0 found, 1 not found, unreadable
+    or held by another replica (the message says which), 2 on a bad --archive."""
     err = err or sys.stderr
     try:
         archives = select_archives(config, archive)
     except UsageError as exc:
         err.write(f"mailmgr: {exc}\n")
         return 2
-    for target in archives:
+    wanted = archived_id.strip().lower()
+    try:
+        found = _find(config, archives, wanted)
+    except (SharedStateError, sqlite3.Error) as exc:
+        err.write(f"mailmgr: cannot read the archive index: {exc}\n")
+        return 1
+    for target, row, location in found:
         try:
-            conn = _open(config, target)
-            if conn is None:
-                continue
-            try:
-                row = index.lookup(conn, archived_id.strip().lower())
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            err.write(f"mailmgr: archive {target.name}: cannot read its index: {exc}\n")
+            content = _read_body(config, target, row, location)
+        except _ElsewhereError as exc:
+            err.write(f"mailmgr: archive {target.name}: {exc}\n")
             return 1
-        if row is None:
-            continue
-        try:
-            content = read_message(_directory(config, target), row)
-        except OSError as exc:
+        except (OSError, ActionError) as exc:
             err.write(f"mailmgr: archive {target.name}: cannot read {row.path}: {exc}\n")
             return 1
         if content is not None:
@@ -210,3 +214,40 @@ def get_command(
             return 0
     err.write(f"mailmgr: archived message {archived_id} not found\n")
     return 1
+
+
+class _ElsewhereError(Exception):
+    """A local body kept by another replica."""
+
+
+def _find(config: Config, archives: list[Archive], archived_id: str
+          ) -> list[tuple[Archive, ArchiveRow, str | None]]:
+    """(archive, row, body location or None when embedded) for each archive indexing the ID."""
+    if config.server.shared_state is not None:
+        hit = asyncio.run(shared_cli.lookup(config, archives, archived_id))
+        return [hit] if hit else []
+    found: list[tuple[Archive, ArchiveRow, str | None]] = []
+    for target in archives:
+        conn = _open(config, target)
+        if conn is None:
+            continue
+        try:
+            row = index.lookup(conn, archived_id)
+        finally:
+            conn.close()
+        if row is not None:
+            found.append((target, row, None))
+    return found
+
+
+def _read_body(config: Config, target: Archive, row: ArchiveRow, location: str | None
+               ) -> bytes | None:
+    if isinstance(target.storage, S3Storage) and (location is None or location.startswith("s3:")):
+        return asyncio.run(shared_cli.read_s3(config, target, row.path))
+    directory = _directory(config, target)
+    if location is not None and location != local_location(directory):
+        _, host, where = [*location.split(":", 2), "", ""][:3]
+        raise _ElsewhereError(
+            f"message {row.archived_message_id} is stored on replica {host or '?'} in {where}"
+            " (Local storage); run `mailmgr archive get` there")
+    return read_message(directory, row.path)

@@ -1,43 +1,47 @@
-"""LocalArchive: the local ArchiveSink — durable .eml files plus an SQLite search index.
+"""The archive: an `ArchiveStore` (bodies) and an `ArchiveIndex` (search rows) composed, with
+put batching, idempotence and retention. Implements mailmgr.actions.base.ArchiveSink.
 
-Owns the on-disk layout under `<DataDirectory>/archives/<archive id>/` and retention. Never
-blocks the loop: puts are grouped and stored by one thread per archive (which also runs every
-SQLite call); retention's file I/O runs in the default executor, a heavy message's field
-extraction in mailmgr.heavy's parse pool. Knows nothing of actions beyond ActionInput.
+Puts are grouped: a batch stores its bodies, then indexes its rows in one transaction, so a
+crash leaves at worst a body without a row (re-put on retry). With the embedded backends (local
+files + SQLite) a whole batch runs in one hop to the archive's thread, as before the seams.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
-import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+
+from psycopg_pool import AsyncConnectionPool
 
 from mailmgr import heavy, logs
 from mailmgr.actions.base import ActionInput
-from mailmgr.archive import index
+from mailmgr.archive import registry
+from mailmgr.archive.backends import ArchiveIndex, ArchiveStore, Body
 from mailmgr.archive.fields import HeaderFields, extract
 from mailmgr.archive.index import ArchiveRow, SearchQuery
-from mailmgr.config.models import Archive, Config, LocalStorage
+from mailmgr.archive.local import (
+    INDEX_NAME,
+    ArchiveClosedError,
+    ArchiveThread,
+    LocalFileStore,
+    SqliteIndex,
+)
+from mailmgr.archive.s3_store import S3Store
+from mailmgr.aws.clients import AwsClients
+from mailmgr.config.models import Archive, Config
 from mailmgr.message import is_message_id
 
-T = TypeVar("T")
+__all__ = ["INDEX_NAME", "ArchiveClosedError", "LocalArchive", "MessageArchive",
+           "archived_message_id", "build_archives", "local_archives", "run_retention"]
+
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PURGE_BATCH = 500
-_PUT_BATCH = 64  # puts stored together: one SQLite commit and one fsync per directory
-INDEX_NAME = "index.sqlite3"
-
-
-class ArchiveClosedError(Exception):
-    """put/search/get/purge on an archive that close() has shut down."""
+_PUT_BATCH = 64  # puts stored together: one index commit (and one fsync per local directory)
 
 
 def archived_message_id(message_id: str, rule_index: int, action_index: int) -> str:
@@ -55,32 +59,11 @@ def archived_message_id(message_id: str, rule_index: int, action_index: int) -> 
     return f"{message_id}r{rule_index}a{action_index}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _makedirs_durable(path: Path) -> None:
-    """mkdir -p, fsyncing the parent of every directory created so the new entries survive."""
-    missing: list[Path] = []
-    probe = path
-    while not probe.is_dir():
-        missing.append(probe)
-        probe = probe.parent
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            directory.mkdir(mode=0o700)
-        _fsync_dir(directory.parent)
-
-
 @dataclass
 class _Put:
     item: ActionInput
     archived_id: str
-    relative: str
+    key: str
     future: asyncio.Future[str]
     fields: HeaderFields | None = None  # extracted already (heavy messages), else in the batch
 
@@ -92,46 +75,34 @@ def _consume(fut: asyncio.Future[str]) -> None:
         fut.exception()
 
 
-def _open_for_write(path: Path) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    try:
-        return os.open(path, flags, 0o600)
-    except FileNotFoundError:  # first message of the day, or retention removed the directory
-        _makedirs_durable(path.parent)
-        return os.open(path, flags, 0o600)
 
 
-def _write_file(path: Path, data: bytes) -> int:
-    """Write `data` in place (no row names the file until it is durable, so no reader sees a
-    partial one) and start its writeback; returns the descriptor, still to be fdatasync'd."""
-    fd = _open_for_write(path)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        # Starting writeback of every file of a batch before the first fdatasync lets them
-        # share journal commits; it also keeps archived bytes out of the page cache.
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-class LocalArchive:
-    """One archive with Local storage. `open()` before use (put opens lazily too); `close()`
-    at shutdown. Implements mailmgr.actions.base.ArchiveSink."""
+class MessageArchive:
+    """One configured archive: `store` + `index` (chosen by mailmgr.archive.registry). `open()`
+    before use (put opens lazily too); `close()` at shutdown. `directory` is the archive's
+    local directory (its SQLite index and local bodies)."""
 
     def __init__(
-        self, archive: Archive, directory: Path, *, rule_set_arns: Mapping[str, str] | None = None
+        self,
+        archive: Archive,
+        directory: Path,
+        *,
+        rule_set_arns: Mapping[str, str] | None = None,
+        aws: AwsClients | None = None,
+        pool: AsyncConnectionPool | None = None,
     ) -> None:
         self.archive = archive
         self.directory = directory
         self.index_path = directory / INDEX_NAME
         self._rule_set_arns = dict(rule_set_arns or {})
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._thread = ArchiveThread(f"archive-{archive.id}")
+        backing = registry.Backing(archive, directory, self._thread, aws, pool)
+        self.store: ArchiveStore = registry.build_store(backing)
+        self.index: ArchiveIndex = registry.build_index(backing, self.store)
+        # Local files + SQLite on one thread: a batch is one hop there (the default hot path).
+        self._fused = isinstance(self.store, LocalFileStore) and isinstance(self.index, SqliteIndex)
         self._lock = asyncio.Lock()
+        self._opened = False
         self._closed = False
         self._puts: list[_Put] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -143,81 +114,93 @@ class LocalArchive:
         self._rule_set_arns = {rs.id: rs.arn for rs in config.rule_sets}
 
     @classmethod
-    def from_config(cls, config: Config, archive: Archive) -> LocalArchive:
+    def from_config(cls, config: Config, archive: Archive, *, aws: AwsClients | None = None,
+                    pool: AsyncConnectionPool | None = None) -> MessageArchive:
         return cls(
             archive,
             config.server.archive_directory / archive.id,
             rule_set_arns={rs.id: rs.arn for rs in config.rule_sets},
+            aws=aws,
+            pool=pool,
         )
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        """Create the directory and index (idempotent). Raises OSError / sqlite3.Error."""
+        """Open the store and index (idempotent). Raises OSError / sqlite3.Error /
+        SharedStateError."""
         async with self._lock:
             if self._closed:
                 raise ArchiveClosedError(self.archive.id)
-            if self._conn is not None:
+            if self._opened:
                 return
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, _makedirs_durable, self.directory)
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix=f"archive-{self.archive.id}"
-                )
-            self._conn = await loop.run_in_executor(self._executor, index.connect, self.index_path)
-            logs.event("archive_opened", archive_id=self.archive.id, path=str(self.directory))
+            await self.store.open()
+            await self.index.open()
+            self._opened = True
+            logs.event("archive_opened", archive_id=self.archive.id, path=str(self.directory),
+                       storage=self.store.location.split(":", 1)[0],
+                       index=type(self.index).__name__)
+
+    async def check_retention(self) -> bool | None:
+        """For S3 storage: whether a bucket lifecycle rule enforces the retention (logs
+        `archive.lifecycle_missing` when not); None for other stores or when unknown."""
+        if isinstance(self.store, S3Store):
+            return await self.store.check_lifecycle(self.archive.retention_days)
+        return None
+
+    async def report_retention(self) -> None:
+        """check_retention for start-up and reload tasks: logs, never raises."""
+        try:
+            await self.check_retention()
+        except Exception as exc:  # a report, never a reason to stop
+            logs.warning("archive.lifecycle_unchecked", archive_id=self.archive.id,
+                         error=str(exc))
 
     async def close(self) -> None:
         self._closed = True
         if self._flusher is not None:  # puts already queued still complete
             await asyncio.wait([self._flusher])
         async with self._lock:
-            executor, conn = self._executor, self._conn
-            self._executor = self._conn = None
-            if executor is None:
-                return
-            if conn is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-            executor.shutdown(wait=False)
+            if self._opened:
+                self._opened = False
+                await self.index.close()
+                await self.store.close()
+            self._thread.shutdown()
 
-    async def _db(self, fn: Callable[..., T], *args: object) -> T:
-        """Run `fn(connection, *args)` in this archive's database thread."""
-        if self._conn is None:
-            await self.open()
-        executor, conn = self._executor, self._conn
-        if executor is None or conn is None:
+    async def _ready(self) -> ArchiveIndex:
+        """The index, opening the archive on first use; ArchiveClosedError after close()."""
+        if self._closed:
             raise ArchiveClosedError(self.archive.id)
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, conn, *args)
+        if not self._opened:
+            await self.open()
+        return self.index
 
     # ------------------------------------------------------------------ ArchiveSink
 
     async def put(self, item: ActionInput) -> str:
         """Store `item.content` and index it; return its archived message ID (idempotent).
 
-        Durable when this returns: file fdatasync'd, its directory fsync'd, row committed with
-        synchronous=FULL. Concurrent puts are stored as one batch. The file is durable before
-        the row is written, so after a crash the row either exists (nothing to do) or not (the
-        file is rewritten in place and the row inserted). Cancelling the caller does not stop
-        the write."""
+        Durable when this returns: the body stored (local: fdatasync'd, directory fsync'd;
+        S3: PutObject answered), then the row committed. After a crash the row either exists
+        (nothing to do) or not (the body is re-put at the same key and the row inserted).
+        Cancelling the caller does not stop the write."""
         if self._closed:
             raise ArchiveClosedError(self.archive.id)
-        if self._conn is None:
+        if not self._opened:
             await self.open()
         msg = item.message
         archived_id = archived_message_id(msg.id, item.rule_index, item.action_index)
-        day = datetime.fromtimestamp(msg.received_at, UTC)
-        relative = f"messages/{day:%Y/%m/%d}/{archived_id}.eml"
+        key = self.store.key_for(archived_id, msg.received_at)
         # A heavy message's fields are extracted in the parse pool before it joins a batch: the
-        # archive's one database thread then does only I/O, and a batch's light messages never
-        # wait behind a heavy one's parsing.
+        # archive's one thread then does only I/O, and a batch's light messages never wait
+        # behind a heavy one's parsing.
         fields = None
         if heavy.is_heavy(len(item.content)):
             fields = await heavy.run(len(item.content), extract, item.content)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         future.add_done_callback(_consume)
-        self._puts.append(_Put(item, archived_id, relative, future, fields))
+        self._puts.append(_Put(item, archived_id, key, future, fields))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush(), name=f"archive-{self.archive.id}")
         return await asyncio.shield(future)
@@ -227,7 +210,10 @@ class LocalArchive:
             while self._puts:
                 batch, self._puts = self._puts[:_PUT_BATCH], self._puts[_PUT_BATCH:]
                 try:
-                    outcomes = await self._db(self._store_batch, batch)
+                    if self._fused:
+                        outcomes = await self._thread.run(self._store_batch_fused, batch)
+                    else:
+                        outcomes = await self._store_batch(batch)
                 except Exception as exc:  # the index transaction failed: nothing is indexed
                     outcomes = [exc] * len(batch)
                 for put, outcome in zip(batch, outcomes, strict=True):
@@ -246,46 +232,51 @@ class LocalArchive:
         finally:
             self._flusher = None
 
-    def _store_batch(
-        self, conn: sqlite3.Connection, batch: list[_Put]
-    ) -> list[ArchiveRow | Exception | None]:
-        """In the database thread: write the new files, fdatasync each, fsync each directory
-        once, then insert every row in one transaction. Per put: its new row, None when it
-        was already archived, or the error that stopped it."""
-        known = index.existing(conn, [p.archived_id for p in batch])
+    def _prepare(self, batch: list[_Put], known: set[str]) -> list[ArchiveRow | Exception | None]:
+        """Per put: its new row, None when already archived, or the error building it."""
         outcomes: list[ArchiveRow | Exception | None] = []
-        unsynced: dict[int, int] = {}  # batch position → descriptor awaiting its fdatasync
-        for i, put in enumerate(batch):
+        for put in batch:
             if put.archived_id in known:
                 outcomes.append(None)
                 continue
             known.add(put.archived_id)  # a duplicate later in this batch is then a no-op
             try:
-                row = self._row(put.item, put.archived_id, put.relative, put.fields)
-                unsynced[i] = _write_file(self.directory / put.relative, put.item.content)
+                outcomes.append(self._row(put.item, put.archived_id, put.key, put.fields))
             except Exception as exc:
                 outcomes.append(exc)
-                continue
-            outcomes.append(row)
-        dirs: dict[Path, list[int]] = {}
-        for i, fd in unsynced.items():
-            try:
-                os.fdatasync(fd)
-                dirs.setdefault((self.directory / batch[i].relative).parent, []).append(i)
-            except OSError as exc:
-                outcomes[i] = exc
-            finally:
-                os.close(fd)
-        for directory, members in dirs.items():
-            try:
-                _fsync_dir(directory)
-            except OSError as exc:
-                for i in members:
-                    outcomes[i] = exc
-        index.insert_many(conn, [o for o in outcomes if isinstance(o, ArchiveRow)])
         return outcomes
 
-    def _row(self, item: ActionInput, archived_id: str, relative: str,
+    @staticmethod
+    def _bodies(batch: list[_Put], outcomes: list[ArchiveRow | Exception | None]
+                ) -> tuple[list[int], list[Body]]:
+        todo = [i for i, o in enumerate(outcomes) if isinstance(o, ArchiveRow)]
+        return todo, [Body(batch[i].key, batch[i].item.content) for i in todo]
+
+    def _store_batch_fused(self, batch: list[_Put]) -> list[ArchiveRow | Exception | None]:
+        """In the archive thread (local files + SQLite): write the new files, fdatasync each,
+        fsync each directory once, then insert every row in one transaction."""
+        assert isinstance(self.store, LocalFileStore) and isinstance(self.index, SqliteIndex)
+        outcomes = self._prepare(batch, self.index.existing_blocking([p.archived_id
+                                                                        for p in batch]))
+        todo, bodies = self._bodies(batch, outcomes)
+        for i, error in zip(todo, self.store.write_many_blocking(bodies), strict=True):
+            if error is not None:
+                outcomes[i] = error
+        self.index.insert_many_blocking([o for o in outcomes if isinstance(o, ArchiveRow)])
+        return outcomes
+
+    async def _store_batch(self, batch: list[_Put]) -> list[ArchiveRow | Exception | None]:
+        """Any other store/index pair: the same steps, each through its backend."""
+        known = await self.index.existing([p.archived_id for p in batch])
+        outcomes = await self._thread.run(self._prepare, batch, known)  # header parsing
+        todo, bodies = self._bodies(batch, outcomes)
+        for i, error in zip(todo, await self.store.write_many(bodies), strict=True):
+            if error is not None:
+                outcomes[i] = error
+        await self.index.insert_many([o for o in outcomes if isinstance(o, ArchiveRow)])
+        return outcomes
+
+    def _row(self, item: ActionInput, archived_id: str, key: str,
              fields: HeaderFields | None = None) -> ArchiveRow:
         headers = fields if fields is not None else extract(item.content)
         msg = item.message
@@ -316,7 +307,7 @@ class LocalArchive:
             envelope_to=msg.envelope.rcpt_to,
             rule_set_id=item.rule_set_id,
             source_arn=self._rule_set_arns.get(item.rule_set_id),
-            path=relative,
+            path=key,
             size=len(item.content),
         )
 
@@ -340,63 +331,43 @@ class LocalArchive:
             until=_epoch(until),
             limit=limit,
         )
-        return await self._db(index.search, query)
+        return await (await self._ready()).search(query)
 
     async def row(self, archived_id: str) -> ArchiveRow | None:
-        return await self._db(index.lookup, archived_id)
+        return await (await self._ready()).lookup(archived_id)
 
     async def get(self, archived_id: str) -> bytes | None:
-        """The archived bytes, or None when the ID is unknown (or its file is gone)."""
-        found = await self._db(index.lookup, archived_id)
+        """The archived bytes, or None when the ID is unknown (or its body is gone, or is a
+        local body another replica holds)."""
+        found = await (await self._ready()).lookup(archived_id)
         if found is None:
             return None
-        return await asyncio.get_running_loop().run_in_executor(
-            None, read_message, self.directory, found
-        )
+        return await self.store.read(found.path)
 
     # ------------------------------------------------------------------ retention
 
     async def purge_expired(self, now: float | None = None) -> int:
-        """Delete files, then rows, of messages received more than retention_days before
-        `now` (epoch seconds, default: the clock). Returns how many were purged. Files go
-        first so a crash leaves at worst a row whose file is gone (purged again next run)."""
+        """Delete bodies, then rows, of messages received more than retention_days before
+        `now` (epoch seconds, default: the clock). Returns how many were purged. Bodies go
+        first so a crash leaves at worst a row whose body is gone (purged again next run).
+        With a shared index, only rows whose body is in this archive's store (S3, or this
+        replica's directory) are purged here."""
         days = self.archive.retention_days
         if days is None:
             return 0
+        index = await self._ready()
         cutoff = (time.time() if now is None else now) - days * 86400
-        loop = asyncio.get_running_loop()
         purged = 0
-        while batch := await self._db(index.expired, cutoff, _PURGE_BATCH):
-            paths = [self.directory / p for _, p in batch]
-            await loop.run_in_executor(None, _unlink_all, self.directory, paths)
-            await self._db(index.delete, [a for a, _ in batch])
+        while batch := await index.expired(cutoff, _PURGE_BATCH, self.store.location):
+            await self.store.delete_many([key for _, key in batch])
+            await index.delete([a for a, _ in batch])
             purged += len(batch)
         if purged:
             logs.event("archive_purged", archive_id=self.archive.id, count=purged)
         return purged
 
 
-def read_message(directory: Path, row: ArchiveRow) -> bytes | None:
-    try:
-        return (directory / row.path).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _unlink_all(root: Path, paths: Sequence[Path]) -> None:
-    parents: set[Path] = set()
-    for path in paths:
-        path.unlink(missing_ok=True)
-        parents.add(path.parent)
-    # Empty day/month/year directories go too; a non-empty one makes rmdir fail, which is fine.
-    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
-        directory = parent
-        while directory != root and root in directory.parents:
-            try:
-                directory.rmdir()
-            except OSError:
-                break
-            directory = directory.parent
+LocalArchive = MessageArchive  # the name before the storage/index seams
 
 
 def _epoch(when: datetime | None) -> float | None:
@@ -405,16 +376,18 @@ def _epoch(when: datetime | None) -> float | None:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-def local_archives(config: Config) -> dict[str, LocalArchive]:
-    """A LocalArchive per configured archive with Local storage, by archive ID (not opened)."""
-    return {
-        a.id: LocalArchive.from_config(config, a)
-        for a in config.archives
-        if isinstance(a.storage, LocalStorage)
-    }
+def build_archives(config: Config, *, aws: AwsClients | None = None,
+                   pool: AsyncConnectionPool | None = None) -> dict[str, MessageArchive]:
+    """An archive per configured archive, by archive ID (not opened). S3 storage needs `aws`;
+    `pool` (Server.SharedState) puts every archive's index in PostgreSQL."""
+    return {a.id: MessageArchive.from_config(config, a, aws=aws, pool=pool)
+            for a in config.archives}
 
 
-async def run_retention(archives: Sequence[LocalArchive], interval: float = 3600.0) -> None:
+local_archives = build_archives
+
+
+async def run_retention(archives: Sequence[MessageArchive], interval: float = 3600.0) -> None:
     """Purge every archive now and then every `interval` seconds until cancelled. A failing
     archive is logged and retried next round; it never stops the others."""
     while True:

@@ -10,7 +10,7 @@ from __future__ import annotations
 # Empty today; an action AWS adds to RuleAction goes here until it is implemented (a test
 # compares the registry with botocore's model, so a new one cannot go unnoticed).
 NOT_IMPLEMENTED_ACTIONS: frozenset[str] = frozenset()
-NOT_IMPLEMENTED_ARCHIVE_STORAGE: frozenset[str] = frozenset({"S3"})
+NOT_IMPLEMENTED_ARCHIVE_STORAGE: frozenset[str] = frozenset()
 
 _SUFFIX = "is not implemented yet in this version of mailmgr"
 

@@ -467,7 +467,9 @@ class LocalStorage:
 @dataclass(frozen=True)
 class S3Storage:
     bucket: str
-    prefix: str | None = None
+    prefix: str | None = None  # object key = prefix + ArchivedMessageId, concatenated as is
+    role_arn: str | None = None
+    kms_key_arn: str | None = None  # SSE-KMS; else the archive's KmsKeyArn
 
 
 RETENTION_DAYS: dict[str, int | None] = {

@@ -283,11 +283,13 @@ def build_archive(p: Pending, resolver: Resolver) -> Archive | None:
         elif present == ["S3"]:
             s3_path = key_path(where, "S3")
             s3 = mapping(p.ctx, found["S3"], s3_path) or {}
-            check_keys(p.ctx, s3, ("Bucket", "Prefix"), s3_path)
+            check_keys(p.ctx, s3, ("Bucket", "Prefix", "RoleArn", "KmsKeyArn"), s3_path)
             bucket = opt_str(p.ctx, s3, "Bucket", s3_path)
             if bucket is None:
                 p.ctx.problem(s3_path, "missing required key 'Bucket'")
-            storage = S3Storage(bucket or "", opt_str(p.ctx, s3, "Prefix", s3_path))
+            storage = S3Storage(bucket or "", opt_str(p.ctx, s3, "Prefix", s3_path),
+                                role_arn=opt_str(p.ctx, s3, "RoleArn", s3_path),
+                                kms_key_arn=opt_str(p.ctx, s3, "KmsKeyArn", s3_path))
             problem = features.archive_storage_problem("S3")
             if problem:
                 p.ctx.problem(s3_path, problem)

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from mailmgr import logs
 from mailmgr.config.models import SharedStateSettings
 from mailmgr.errors import MailmgrError
+from mailmgr.state.archive_schema import SCHEMA as ARCHIVE_INDEX_SCHEMA
 
 # pg_advisory_xact_lock key: "mailmgr" as a number, so other applications' locks do not collide.
 _MIGRATION_LOCK = 0x6D61696C6D6772
@@ -38,6 +39,8 @@ class Migration:
 # The whole history, in order (the table `mailmgr_schema` itself is made by migrate()).
 # Version 1: the archive index; version 2: the configuration documents.
 MIGRATIONS: list[Migration] = [
+    # --- version 1: the archive index (mailmgr/state/archive_index.py) ---
+    Migration(1, "archive index", ARCHIVE_INDEX_SCHEMA),
     # --- version 2: the configuration documents (mailmgr/state/config_store.py) ---
     Migration(2, "shared configuration documents", """
         CREATE TABLE mailmgr_config_documents (

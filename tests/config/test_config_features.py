@@ -12,7 +12,7 @@ from config_helpers import MAILBOX_ARN, Problems, base, write
 from mailmgr import certs, config
 from mailmgr.config import features
 from mailmgr.config.actions import ACTION_BUILDERS
-from mailmgr.config.models import ALL_ACTION_CLASSES, AcceptAction
+from mailmgr.config.models import ALL_ACTION_CLASSES, AcceptAction, S3Storage
 
 ROLE = "arn:aws:iam::123456789012:role/mail"
 RULE = "$.RuleSets[0].Rules[0].Actions[0]"
@@ -102,12 +102,12 @@ def test_policy_statements_are_accepted(tmp_path: Path) -> None:
     assert statement.action is AcceptAction.DENY
 
 
-def test_archive_s3_storage_not_implemented(problems: Problems) -> None:
+def test_archive_s3_storage_is_implemented(tmp_path: Path) -> None:
     data = base()
-    data["Archives"][0]["Storage"] = {"S3": {"Bucket": "b", "Prefix": "p"}}
-    (p,) = problems(data)
-    assert p.path == "$.Archives[0].Storage.S3"
-    assert p.message == "archive Storage 'S3' is not implemented yet in this version of mailmgr"
+    data["Archives"][0]["Storage"] = {"S3": {"Bucket": "b", "Prefix": "p/", "KmsKeyArn": "k"}}
+    (archive,) = config.load(write(tmp_path, data)).archives
+    assert archive.storage == S3Storage("b", "p/", role_arn=None, kms_key_arn="k")
+    assert not features.NOT_IMPLEMENTED_ARCHIVE_STORAGE
 
 
 def test_analyzers_are_no_longer_a_not_implemented_feature() -> None:
