@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from pathlib import Path
 
 from tests.fleet.processes_support import (
@@ -15,6 +16,7 @@ from tests.fleet.processes_support import (
     start,
     wait_archived,
 )
+from tests.support import write_config
 
 
 def test_two_workers_accept_on_one_port_and_archive_each_message_once(tmp_path: Path) -> None:
@@ -46,13 +48,44 @@ def test_two_workers_accept_on_one_port_and_archive_each_message_once(tmp_path: 
     assert {e.get("worker") for e in stopped} == {0, 1, None}
 
 
+def _config_hashes(port: int) -> set[str]:
+    status, text = http_get(port, "/metrics")
+    assert status == 200
+    return {line.split('hash="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+            if line.startswith("mailmgr_config_info{")}
+
+
 def test_sighup_reloads_every_worker(tmp_path: Path) -> None:
     config = fleet_config(tmp_path)
     server = start(tmp_path, config)
     try:
+        before = _config_hashes(server.admin_port)
+        assert len(before) == 1
+        config["RuleSets"][0]["Rules"][0]["Actions"][0]["AddHeader"]["HeaderValue"] = "again"
+        write_config(server.config_file, config)
         seen = len(server.events)
         server.signal(signal.SIGHUP)
         server.after("config.reloaded", seen, worker=0)
         server.after("config.reloaded", seen, worker=1)
+        after = _config_hashes(server.admin_port)  # both workers run the new config
+        assert len(after) == 1 and after != before
     finally:
         assert server.stop() == 0
+
+
+def test_sigterm_drains_then_exits_0_and_the_token_guards_metrics(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret\n")
+    config = fleet_config(tmp_path, Admin={"Listen": ["127.0.0.1:0"], "DrainSeconds": 1.5,
+                                           "TokenFile": str(tmp_path / "token")})
+    server = start(tmp_path, config)
+    assert http_get(server.admin_port, "/metrics")[0] == 401
+    assert http_get(server.admin_port, "/queue")[0] == 401
+    assert http_get(server.admin_port, "/healthz/ready")[0] == 200
+    server.signal(signal.SIGTERM)
+    server.wait_for("server.draining")
+    time.sleep(0.2)
+    assert http_get(server.admin_port, "/healthz/ready") == (503, "draining\n")
+    send(server.port, "during the drain")  # the workers still accept while draining
+    assert server.proc is not None and server.proc.wait(20) == 0
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", server.port)) != 0

@@ -1,0 +1,98 @@
+"""`Processes: 2` recovery: a SIGKILLed worker is restarted and its shard's unfinished message is
+processed; going from 2 processes to 1 processes shard 1's messages; a worker that cannot start
+stops the supervisor with status 1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.fleet.processes_support import fleet_config, http_get, metric, send, start, wait_archived
+from tests.queue.queue_support import Sink, free_port
+from tests.support import ROOT, write_config
+
+
+def _relay_then_archive(tmp_path: Path, relay_port: int, processes: int) -> dict[str, Any]:
+    """Rule: relay to 127.0.0.1:relay_port, then archive: a message is archived only once the
+    relay took it, so a slow relay keeps it unfinished in its worker's shard."""
+    config = fleet_config(tmp_path, processes, ShutdownGraceSeconds=1)
+    config["Relays"] = [{"RelayName": "upstream", "ServerName": "127.0.0.1",
+                         "ServerPort": relay_port, "Authentication": {"NoAuthentication": {}}}]
+    config["RuleSets"][0]["Rules"] = [{"Name": "relay-then-archive", "Actions": [
+        {"Relay": {"Relay": "upstream", "MailFrom": "PRESERVE"}},
+        {"Archive": {"TargetArchive": "default"}},
+    ]}]
+    return config
+
+
+def test_killed_worker_is_restarted_and_its_message_processed(tmp_path: Path) -> None:
+    relay_port = free_port()
+    with Sink(relay_port, delay=60.0) as sink:
+        server = start(tmp_path, _relay_then_archive(tmp_path, relay_port, 2))
+        try:
+            message_id = send(server.port, "in flight")
+            accepted = server.wait_for("smtp.accepted", message_id=message_id)
+            worker, pid = accepted["worker"], accepted["pid"]
+            time.sleep(0.5)  # the relay is in DATA, held by the sink
+            seen = len(server.events)
+            sink.handler.delay = 0.0  # the restarted worker's attempt goes through
+            os.kill(pid, signal.SIGKILL)
+            exited = server.after("supervisor.worker_exited", seen, worker=worker)
+            assert exited["pid"] == pid and exited["returncode"] == -signal.SIGKILL
+            restarted = server.after("supervisor.worker_started", seen, worker=worker)
+            assert restarted["pid"] != pid
+            assert wait_archived(server.config_file, 1) == ["in flight"]
+            status, text = http_get(server.admin_port, "/metrics")
+            assert metric(text, "mailmgr_worker_restarts_total") == 1
+            assert metric(text, 'mailmgr_workers{state="ready"}') == 2
+        finally:
+            assert server.stop() == 0
+
+
+def test_shrinking_from_two_processes_to_one_processes_shard_1(tmp_path: Path) -> None:
+    relay_port = free_port()
+    with Sink(relay_port, delay=60.0) as sink:
+        server = start(tmp_path, _relay_then_archive(tmp_path, relay_port, 2))
+        sent: list[str] = []
+        try:
+            workers: set[int] = set()
+            while workers != {0, 1} and len(sent) < 30:
+                message_id = send(server.port, f"shard {len(sent)}")
+                sent.append(message_id)
+                workers.add(server.wait_for("smtp.accepted", message_id=message_id)["worker"])
+            assert workers == {0, 1}
+        finally:
+            assert server.stop() == 0  # the relays in flight are cut: unfinished in the shards
+        sink.handler.delay = 0.0
+        one = start(tmp_path, _relay_then_archive(tmp_path, relay_port, 1), "one.yaml")
+        try:
+            adopted = [e for e in one.events if e.get("event") == "spool.shard_adopted"]
+            assert {Path(e["directory"]).name for e in adopted} == {"0", "1"}
+            assert sum(e["messages"] for e in adopted) == len(sent)
+            subjects = wait_archived(one.config_file, len(sent))
+            assert sorted(subjects) == sorted(f"shard {n}" for n in range(len(sent)))
+        finally:
+            assert one.stop() == 0
+
+
+def test_a_worker_that_cannot_bind_stops_the_supervisor_with_status_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: nobody can share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = fleet_config(tmp_path)
+        config["IngressPoints"][0]["Listen"] = [f"127.0.0.1:{taken.getsockname()[1]}"]
+        path = write_config(tmp_path / "mailmgr.yaml", config)
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "mailmgr", "serve", "--config", str(path)],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert time.monotonic() - started < 20
+    assert "server.start_failed" in done.stderr and "Traceback" not in done.stderr
+    assert "supervisor.worker_started" not in done.stderr
