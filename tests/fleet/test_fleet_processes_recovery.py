@@ -49,6 +49,7 @@ def test_killed_worker_is_restarted_and_its_message_processed(tmp_path: Path) ->
             assert restarted["pid"] != pid
             assert wait_archived(server.config_file, 1) == ["in flight"]
             status, text = http_get(server.admin_port, "/metrics")
+            assert status == 200
             assert metric(text, "mailmgr_worker_restarts_total") == 1
             assert metric(text, 'mailmgr_workers{state="ready"}') == 2
         finally:
