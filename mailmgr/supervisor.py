@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import select
@@ -16,18 +18,23 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mailmgr import logs
 from mailmgr.admin.fleet import FleetAdmin, WorkerView
 from mailmgr.config.models import Config
+from mailmgr.errors import SpoolError
 from mailmgr.fleet_worker import WorkerSpec
+from mailmgr.spool.shards import Shard, adopt, strays
+from mailmgr.spool.store import SpoolStore
 
 BACKOFF_FIRST = 0.5  # seconds before the first restart of a worker that died
 BACKOFF_MAX = 30.0  # the delay doubles per failed restart up to this
 STABLE_AFTER = 30.0  # a worker that ran this long starts again from BACKOFF_FIRST
 START_TIMEOUT = 60.0  # seconds a worker may take to report its listeners bound
 STOP_MARGIN = 10.0  # seconds beyond DrainSeconds + ShutdownGraceSeconds before SIGKILL
+SPOOL_LOCK_WAIT = 5.0  # seconds to wait for a spool a `mailmgr queue` command holds
 
 
 @dataclass
@@ -92,6 +99,21 @@ def resolve_ports(config: Config) -> tuple[list[socket.socket], tuple[tuple[str,
     return held, tuple(ports)
 
 
+def _lock_spool(spool: Path) -> int:
+    """Hold `spool/lock` while the supervisor runs: a `mailmgr queue` command then asks the
+    admin listener (which fans out to the workers) instead of reading `spool/` offline, and a
+    second server on the same DataDirectory fails to start. Raises OSError (EBUSY)."""
+    spool.mkdir(parents=True, exist_ok=True)
+    fd = os.open(spool / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OSError(errno.EBUSY, "the spool is in use by another mailmgr process",
+                      str(spool)) from None
+    return fd
+
+
 def _read_report(fd: int, timeout: float) -> dict[str, Any] | None:
     """The worker's one JSON line (blocking; run in a thread); None at EOF or timeout."""
     deadline = time.monotonic() + timeout
@@ -125,6 +147,7 @@ class Supervisor:
         self._stopping = False
         self._signals = 0
         self.admin: FleetAdmin | None = None
+        self._lock_fd: int | None = None
 
     def views(self) -> list[WorkerView]:
         return [w.view() for w in self._workers]
@@ -225,6 +248,8 @@ class Supervisor:
         finally:
             for sock in placeholders:
                 sock.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
             if self.admin is not None:
                 await self.admin.close()
             for worker in self._workers:
@@ -239,6 +264,12 @@ class Supervisor:
 
         # Development certificates are created here once, not by N workers racing to write them.
         await App(self.config)._ensure_certificates(self.config)
+        try:
+            await self._adopt_strays()
+            self._lock_fd = _lock_spool(server.spool_directory)
+        except (OSError, SpoolError) as exc:
+            logs.error("server.start_failed", error=str(exc))
+            return 1
         started = await asyncio.gather(*(self._spawn(w) for w in self._workers))
         if not all(started):
             failed = [w.index for w, ok in zip(self._workers, started, strict=True) if not ok]
@@ -285,6 +316,18 @@ class Supervisor:
         point = next(p for p in self.config.ingress_points if p.id == point_id)
         host = (point.listen if kind == "listen" else point.tls_wrapped_listen)[position].host
         return f"[{host}]" if ":" in host else (host or "0.0.0.0")
+
+    async def _adopt_strays(self) -> None:
+        """Before any worker starts: the messages of spools no worker owns (Processes shrank,
+        or was 1) move into the shards that take them over. Raises OSError, SpoolError."""
+        spool = self.config.server.spool_directory
+        for source, index in strays(spool, self._count):
+            target = SpoolStore(Shard(index, self._count).directory(spool))
+            await target.open(lock_wait=SPOOL_LOCK_WAIT)
+            try:
+                await adopt(source, target, lock_wait=SPOOL_LOCK_WAIT)
+            finally:
+                await target.close()
 
     async def _stop_all(self, limit: float) -> None:
         """SIGTERM every worker, wait up to `limit` seconds, SIGKILL the ones left."""

@@ -1,6 +1,6 @@
-"""Spool shards of a multi-process server: worker n of N owns `spool/<n>/`; at start-up it adopts
-the shards no worker owns any more (N shrank) and worker 0 the single-process `spool/` segments,
-so changing `Server.Processes` never strands an accepted message.
+"""Spool shards of a multi-process server: worker n of N owns `spool/<n>/`; at start-up the
+shards no worker owns any more (N shrank) and the single-process `spool/` are moved into owned
+ones, so changing `Server.Processes` never strands an accepted message.
 """
 
 from __future__ import annotations
@@ -29,20 +29,33 @@ class Shard:
         return spool if self.count == 1 else spool / str(self.index)
 
     def adoptable(self, spool: Path) -> list[Path]:
-        """Spool folders whose messages this process takes over at start-up: with one process
-        every `spool/<m>/`; with N, `spool/<m>/` for m >= N and m % N == index, and for worker
-        0 also the single-process `spool/` itself. Only folders holding segments."""
-        found: list[Path] = []
-        if self.count > 1 and self.index == 0 and (spool / "segments").is_dir():
-            found.append(spool)
-        if not spool.is_dir():
-            return found
-        shards = sorted((int(p.name), p) for p in spool.iterdir()
-                        if p.name.isdigit() and (p / "segments").is_dir())
-        for m, path in shards:
-            if self.count == 1 or (m >= self.count and m % self.count == self.index):
-                found.append(path)
-        return found
+        """With one process: every `spool/<m>/` holding segments, whose messages this process
+        takes over at start-up. With several, the supervisor does it (`strays`): []."""
+        if self.count != 1:
+            return []
+        return [path for _, path in _shards(spool)]
+
+
+def _has_segments(spool: Path) -> bool:
+    segments = spool / "segments"
+    return segments.is_dir() and any(segments.glob("*.seg"))
+
+
+def _shards(spool: Path) -> list[tuple[int, Path]]:
+    if not spool.is_dir():
+        return []
+    return sorted((int(p.name), p) for p in spool.iterdir()
+                  if p.name.isdigit() and _has_segments(p))
+
+
+def strays(spool: Path, count: int) -> list[tuple[Path, int]]:
+    """For `count` > 1 processes: the spools no worker owns and the shard taking each over:
+    the single-process `spool/` itself -> 0, `spool/<m>/` with m >= count -> m % count."""
+    found: list[tuple[Path, int]] = []
+    if _has_segments(spool):
+        found.append((spool, 0))
+    found += [(path, m % count) for m, path in _shards(spool) if m >= count]
+    return found
 
 
 async def adopt(source: Path, target: SpoolStore, *, lock_wait: float = 0.0) -> list[str]:

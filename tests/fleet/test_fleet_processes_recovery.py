@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fleet.processes_support import fleet_config, http_get, metric, send, start, wait_archived
 from tests.queue.queue_support import Sink, free_port
 from tests.support import ROOT, write_config
@@ -56,30 +58,36 @@ def test_killed_worker_is_restarted_and_its_message_processed(tmp_path: Path) ->
             assert server.stop() == 0
 
 
-def test_shrinking_from_two_processes_to_one_processes_shard_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("before", "after", "adopted_from"), [
+    (2, 1, {"0", "1"}),  # one process takes over both shards
+    (1, 2, {"spool"}),  # the supervisor moves the single-process spool into shard 0
+])
+def test_changing_processes_processes_every_shard(tmp_path: Path, before: int, after: int,
+                                                  adopted_from: set[str]) -> None:
     relay_port = free_port()
     with Sink(relay_port, delay=60.0) as sink:
-        server = start(tmp_path, _relay_then_archive(tmp_path, relay_port, 2))
+        server = start(tmp_path, _relay_then_archive(tmp_path, relay_port, before))
         sent: list[str] = []
         try:
             workers: set[int] = set()
-            while workers != {0, 1} and len(sent) < 30:
+            while workers != set(range(before)) and len(sent) < 30:
                 message_id = send(server.port, f"shard {len(sent)}")
                 sent.append(message_id)
-                workers.add(server.wait_for("smtp.accepted", message_id=message_id)["worker"])
-            assert workers == {0, 1}
+                accepted = server.wait_for("smtp.accepted", message_id=message_id)
+                workers.add(accepted.get("worker", 0))
+            assert workers == set(range(before))
         finally:
             assert server.stop() == 0  # the relays in flight are cut: unfinished in the shards
         sink.handler.delay = 0.0
-        one = start(tmp_path, _relay_then_archive(tmp_path, relay_port, 1), "one.yaml")
+        again = start(tmp_path, _relay_then_archive(tmp_path, relay_port, after), "again.yaml")
         try:
-            adopted = [e for e in one.events if e.get("event") == "spool.shard_adopted"]
-            assert {Path(e["directory"]).name for e in adopted} == {"0", "1"}
+            adopted = [e for e in again.events if e.get("event") == "spool.shard_adopted"]
+            assert {Path(e["directory"]).name for e in adopted} == adopted_from
             assert sum(e["messages"] for e in adopted) == len(sent)
-            subjects = wait_archived(one.config_file, len(sent))
+            subjects = wait_archived(again.config_file, len(sent))
             assert sorted(subjects) == sorted(f"shard {n}" for n in range(len(sent)))
         finally:
-            assert one.stop() == 0
+            assert again.stop() == 0
 
 
 def test_a_worker_that_cannot_bind_stops_the_supervisor_with_status_1(tmp_path: Path) -> None:
