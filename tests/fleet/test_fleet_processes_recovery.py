@@ -105,3 +105,13 @@ def test_a_worker_that_cannot_bind_stops_the_supervisor_with_status_1(tmp_path: 
     assert time.monotonic() - started < 20
     assert "server.start_failed" in done.stderr and "Traceback" not in done.stderr
     assert "supervisor.worker_started" not in done.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    server = start(tmp_path, fleet_config(tmp_path))
+    server.kill()  # SIGKILL: no signal forwarded; the workers see their pipe close
+    for index in (0, 1):
+        server.wait_for("supervisor.lost", worker=index)
+        server.wait_for("server.stopped", timeout=20, worker=index)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", server.port)) != 0
