@@ -145,7 +145,6 @@ class Supervisor:
         self._ports: tuple[tuple[str, str, int, int], ...] = ()
         self._stop = asyncio.Event()
         self._stopping = False
-        self._signals = 0
         self.admin: FleetAdmin | None = None
         self._lock_fd: int | None = None
 
@@ -222,7 +221,6 @@ class Supervisor:
             worker.signal(signum)
 
     def _terminate(self) -> None:
-        self._signals += 1
         if not self._stopping:
             self._stopping = True
             self._stop.set()
@@ -233,7 +231,6 @@ class Supervisor:
         self._forward(signal.SIGTERM)
 
     async def run(self) -> int:
-        server = self.config.server
         try:
             placeholders, self._ports = resolve_ports(self.config)
         except OSError as exc:
@@ -256,18 +253,17 @@ class Supervisor:
                 worker.closed()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
-            del server
 
     async def _serve(self) -> int:
         server = self.config.server
         from mailmgr.app import App
 
-        # Development certificates are created here once, not by N workers racing to write them.
-        await App(self.config)._ensure_certificates(self.config)
         try:
+            # Development certificates are made here once, not by N workers racing to write.
+            await App(self.config)._ensure_certificates(self.config)
             await self._adopt_strays()
             self._lock_fd = _lock_spool(server.spool_directory)
-        except (OSError, SpoolError) as exc:
+        except (OSError, ValueError, SpoolError) as exc:
             logs.error("server.start_failed", error=str(exc))
             return 1
         started = await asyncio.gather(*(self._spawn(w) for w in self._workers))

@@ -36,6 +36,9 @@ def test_two_workers_accept_on_one_port_and_archive_each_message_once(tmp_path: 
         assert status == 200
         assert metric(text, 'mailmgr_messages_accepted_total{ingress_point="inbound"}') == 40
         assert metric(text, 'mailmgr_workers{state="ready"}') == 2
+        assert metric(text, "mailmgr_data_to_reply_seconds_count") == 40  # histograms add up
+        assert metric(text, 'mailmgr_data_to_reply_seconds_bucket{le="+Inf"}') == 40
+        assert metric(text, 'mailmgr_spool_messages{state="pending"}') == 0
         assert text.count("# TYPE mailmgr_config_info gauge") == 1
         assert http_get(server.admin_port, "/healthz/ready") == (200, "ready\n")
         status, body = http_get(server.admin_port, "/queue")
