@@ -92,3 +92,15 @@ def test_sigterm_drains_then_exits_0_and_the_token_guards_metrics(tmp_path: Path
     assert server.proc is not None and server.proc.wait(20) == 0
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+def test_a_second_sigterm_cuts_the_drain_short(tmp_path: Path) -> None:
+    config = fleet_config(tmp_path, Admin={"Listen": ["127.0.0.1:0"], "DrainSeconds": 60})
+    server = start(tmp_path, config)
+    server.signal(signal.SIGTERM)
+    server.wait_for("server.draining", worker=0)
+    server.wait_for("server.draining", worker=1)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.proc is not None and server.proc.wait(20) == 0
+    assert time.monotonic() - started < 15

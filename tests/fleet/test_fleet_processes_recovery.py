@@ -4,6 +4,7 @@ stops the supervisor with status 1."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -42,6 +43,13 @@ def test_killed_worker_is_restarted_and_its_message_processed(tmp_path: Path) ->
             accepted = server.wait_for("smtp.accepted", message_id=message_id)
             worker, pid = accepted["worker"], accepted["pid"]
             time.sleep(0.5)  # the relay is in DATA, held by the sink
+            # /queue on the supervisor: the list merges both shards, one ID goes to its worker
+            status, body = http_get(server.admin_port, "/queue")
+            assert status == 200 and [m["id"] for m in json.loads(body)["messages"]] == [
+                message_id]
+            status, body = http_get(server.admin_port, f"/queue/{message_id}")
+            assert status == 200 and json.loads(body)["id"] == message_id
+            assert http_get(server.admin_port, "/queue/0000000000000000nosuchid")[0] == 404
             seen = len(server.events)
             sink.handler.delay = 0.0  # the restarted worker's attempt goes through
             os.kill(pid, signal.SIGKILL)
