@@ -7,6 +7,7 @@ numbers. Example:
     python bench/bench_smtp.py --reuse ...            # one connection per worker, many messages
     python bench/bench_smtp.py --idle 1000 --server-pid PID   # memory per idle connection
     python bench/bench_smtp.py --server-pid PID ...   # also server CPU (user+sys) per message
+                                        # (a Processes: N supervisor's PID: its workers too)
 
 The client is a lean asyncio implementation (no smtplib) so it costs the shared CPU as little as
 possible; `--procs` spreads it over several processes.
@@ -131,6 +132,29 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU of `pid` and its live child processes (a Processes: N supervisor's workers)."""
+    total = _cpu_seconds(pid)
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += _cpu_seconds(child)
+            except OSError:
+                pass  # exited meanwhile
+    return total
+
+
+def _client_cpu_seconds() -> float:
+    """user+sys of this load generator, its finished --procs children included."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -174,7 +198,8 @@ def main() -> None:
         asyncio.run(_idle(args))
         return
 
-    cpu_before = _cpu_seconds(args.server_pid) if args.server_pid else 0.0
+    cpu_before = _tree_cpu_seconds(args.server_pid) if args.server_pid else 0.0
+    client_before = _client_cpu_seconds()
     start = time.perf_counter()
     if args.procs == 1:
         latencies, errors = asyncio.run(_run(args, args.messages))
@@ -196,7 +221,8 @@ def main() -> None:
         for p in procs:
             p.join()
     wall = time.perf_counter() - start
-    cpu = _cpu_seconds(args.server_pid) - cpu_before if args.server_pid else 0.0
+    cpu = _tree_cpu_seconds(args.server_pid) - cpu_before if args.server_pid else 0.0
+    client_cpu = _client_cpu_seconds() - client_before
     if not latencies:
         print(f"no message accepted ({errors} errors)")
         return
@@ -208,6 +234,9 @@ def main() -> None:
     print(f"accepted: {len(latencies) / wall:.0f} msg/s over {wall:.2f} s, errors: {errors}")
     print(f"end-of-DATA -> 250: p50 {statistics.median(latencies) * 1000:.2f} ms, "
           f"p99 {p99 * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms")
+    # The load generator shares the cores with the server: what it took is not the server's.
+    print(f"client CPU during the run: {client_cpu:.2f} s ({client_cpu / wall * 100:.0f} % of "
+          f"one core), {client_cpu / len(latencies) * 1e6:.0f} µs per message")
     if args.server_pid:
         # Robust on a shared machine, unlike msg/s; work the server defers past the run
         # (processing a backlog) is not included.

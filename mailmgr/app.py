@@ -12,8 +12,8 @@ import gc
 import signal
 import ssl
 import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from mailmgr import certs, logs
@@ -25,6 +25,7 @@ from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
 from mailmgr.archive import LocalArchive, build_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config.models import AcceptAction, Config, IngressPoint, ServerLimits, TlsPolicy
+from mailmgr.config.server_models import ListenAddress
 from mailmgr.errors import ConfigError, ConfigProblem
 from mailmgr.ingress.auth import AuthThrottle
 from mailmgr.ingress.limits import AcceptErrorLog, AddressTable, fit_to_fd_limit
@@ -55,6 +56,7 @@ from mailmgr.reload import (
 )
 from mailmgr.rules.address_lists import AddressListIndex, build_indexes
 from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
+from mailmgr.spool.shards import Shard, adopt
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
 from mailmgr.state.config_source import ConfigSource, open_source
@@ -172,6 +174,10 @@ class App:
     admin: AdminServer | None = None
     # Where reloads read the config: the file, or the file + the shared store (Server.SharedState)
     source: ConfigSource | None = None
+    # Multi-process serving (mailmgr.supervisor): this worker's spool shard, and the private
+    # admin listener the supervisor aggregates (None: Server.Admin.Listen, as with one process).
+    shard: Shard = field(default_factory=Shard)
+    admin_listen: tuple[ListenAddress, ...] | None = None
 
     async def start(self) -> None:
         async with self._reload_lock:
@@ -185,9 +191,11 @@ class App:
         server = self.config.server
         server.data_directory.mkdir(parents=True, exist_ok=True)
         await self._ensure_certificates(self.config)
-        self._store = SpoolStore(server.spool_directory)
+        self._store = SpoolStore(self.shard.directory(server.spool_directory))
         # a `mailmgr queue` command on the stopped server may hold the lock for a moment
         recovered = await self._store.open(lock_wait=SPOOL_LOCK_WAIT)
+        for old in self.shard.adoptable(server.spool_directory):  # Processes changed
+            recovered += await adopt(old, self._store, lock_wait=SPOOL_LOCK_WAIT)
         # Clients open lazily on first use, so a config without AWS actions never needs
         # credentials or a network.
         self._aws = AwsClients(AwsSettings.from_server(server))
@@ -207,9 +215,10 @@ class App:
         self._worker = SpoolWorker(self._store, self._switch, concurrency=server.workers)
         await self._worker.start(recovered)
         self._retention_set[:] = self._archives.values()
-        self._retention = asyncio.create_task(
-            run_retention(self._retention_set, RETENTION_INTERVAL)
-        )
+        if self.shard.index == 0:  # one process of a multi-process server runs retention
+            self._retention = asyncio.create_task(
+                run_retention(self._retention_set, RETENTION_INTERVAL)
+            )
         self._acceptor = SpoolAcceptor(self._store, self._worker)
         self._acceptor.records = IngressRecords.from_config(self.config)
         checks = _policy_checks(self.config)
@@ -224,8 +233,11 @@ class App:
             lambda: [(s.ingress_point.name, s.active_sessions) for s in self.servers]
         )
         admin_addresses: list[str] = []
-        if server.admin.listen:  # after recovery and every SMTP bind: ready from the first answer
-            self.admin = AdminServer(server.admin, METRICS,
+        admin = server.admin
+        if self.admin_listen is not None:
+            admin = replace(admin, listen=self.admin_listen)
+        if admin.listen:  # after recovery and every SMTP bind: ready from the first answer
+            self.admin = AdminServer(admin, METRICS,
                                      queue=QueueService(self._store, self._worker))
             admin_addresses = await self.admin.start()
             self.admin.ready = True
@@ -518,14 +530,16 @@ class App:
         return context, trust
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, *, shard: Shard | None = None,
+                admin_listen: tuple[ListenAddress, ...] | None = None,
+                started: Callable[[App], None] | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the config file (and with it the
     certificates). Returns the exit status (0 after a graceful shutdown).
 
     Graceful shutdown (issue 11 item 6): readiness 503 and DrainSeconds of accepting as usual
     (`drain`), then listeners closed, sessions finishing within ShutdownGraceSeconds (421 4.3.2
     for those left), the worker's actions in flight checkpointing, stores closed (`stop`)."""
-    app = App(config)
+    app = App(config, shard=shard or Shard(), admin_listen=admin_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     AcceptErrorLog().install(loop)  # EMFILE at accept(): one log line per 10 s, no tracebacks
@@ -544,6 +558,8 @@ async def serve(config: Config) -> int:
         await app.stop()
         return 1
     _freeze_startup_heap()
+    if started is not None:  # a worker process tells its supervisor (mailmgr.supervisor)
+        started(app)
     await stop.wait()
     stop.clear()
     drain = asyncio.create_task(app.drain())

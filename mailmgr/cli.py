@@ -56,7 +56,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         _print_problems(exc)
         return 2
     server = config.server
-    logs.setup(args.log_format or server.log_format, server.log_level)
+    log_format = args.log_format or server.log_format
+    logs.setup(log_format, server.log_level)
+    if args.worker:  # started by the supervisor of a multi-process server
+        from mailmgr import fleet_worker
+
+        spec = fleet_worker.WorkerSpec.from_json(args.worker)
+        fleet_worker.prepare(spec)
+        return asyncio.run(fleet_worker.run(config, spec))
+    if server.processes > 1:
+        from mailmgr.supervisor import supervise
+
+        return asyncio.run(supervise(config, log_format))
     return asyncio.run(serve(config))
 
 
@@ -277,6 +288,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", parents=[common], help="run the ingress points and workers")
     p.add_argument("--log-format", choices=["json", "text"], help="override Server.Log.Format")
+    # internal: a worker process of `Processes: N` (mailmgr.fleet_worker.WorkerSpec as JSON)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("check-config", parents=[common], help="validate the configuration")

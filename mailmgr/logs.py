@@ -15,6 +15,16 @@ LOGGER_NAME = "mailmgr"
 _SECRET_KEYS = frozenset({"password", "smtp_password", "secret", "crl", "ca_content", "key"})
 _logger = logging.getLogger(LOGGER_NAME)  # the same object setup() configures
 _encoder = json.JSONEncoder(default=str, separators=(",", ":"))
+# `worker` and `pid` on every line of a process serving with Processes > 1 (set_process);
+# empty otherwise, so the single-process format is unchanged.
+_process: dict[str, Any] = {}
+
+
+def set_process(**fields: Any) -> None:
+    """Fields every following line carries (after `event`): `worker=n` in a worker process,
+    the `pid`. Replaces what was set before; no arguments clears them."""
+    _process.clear()
+    _process.update(fields)
 
 
 def _redact(fields: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +54,8 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "event": getattr(record, "event", None) or record.getMessage(),
         }
+        if _process:
+            data.update(_process)
         data.update(getattr(record, "fields", {}))
         if record.exc_info and record.levelno >= logging.ERROR:
             data["exception"] = self.formatException(record.exc_info)
@@ -54,6 +66,8 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(record.created))
         fields = getattr(record, "fields", {})
+        if _process:
+            fields = {**_process, **fields}
         parts = " ".join(f"{k}={v}" for k, v in fields.items())
         event = getattr(record, "event", record.getMessage())
         return f"{when} {record.levelname:<7} {event} {parts}".rstrip()

@@ -44,6 +44,7 @@ class AdminServer:
         )
         self.ready = False
         self.draining = False
+        self.addresses: list[str] = []  # as `start` returned them
         app = web.Application(middlewares=[self._auth])
         app.on_response_prepare.append(_anonymous)
         app.router.add_get("/healthz/live", self._live)
@@ -65,6 +66,7 @@ class AdminServer:
         for entry in self._runner.addresses:
             host, port = entry[0], entry[1]
             bound.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        self.addresses = bound
         return bound
 
     async def close(self) -> None:

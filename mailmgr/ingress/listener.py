@@ -24,6 +24,20 @@ from mailmgr.ingress.smtp import SmtpProtocol
 from mailmgr.ingress.truststore import TrustAnchors
 
 _BACKLOG = 512
+# Set once in a worker process of a multi-process server (share_ports), before any listener
+# starts: every listener binds with SO_REUSEPORT, and a Listen port 0 becomes the port the
+# supervisor resolved for it, so all workers accept on the same port.
+_REUSE_PORT = False
+_SHARED_PORTS: dict[tuple[str, str, int], int] = {}
+
+
+def share_ports(ports: dict[tuple[str, str, int], int]) -> None:
+    """Worker processes only: bind with SO_REUSEPORT; `ports` maps (ingress point ID, "listen"
+    or "wrapped", position in that list) to the port to use where the config says 0."""
+    global _REUSE_PORT
+    _REUSE_PORT = True
+    _SHARED_PORTS.clear()
+    _SHARED_PORTS.update(ports)
 
 
 class _ClosedProtocol(asyncio.Protocol):
@@ -200,16 +214,19 @@ class IngressServer:
         """Bind every Listen address (port 0 picks a free port); all or nothing."""
         loop = asyncio.get_running_loop()
         point = self.ingress_point
-        listeners = [(a, self._protocol) for a in point.listen]
-        listeners += [(a, self._wrapped_protocol) for a in point.tls_wrapped_listen]
+        listeners = [(a, "listen", i, self._protocol) for i, a in enumerate(point.listen)]
+        listeners += [(a, "wrapped", i, self._wrapped_protocol)
+                      for i, a in enumerate(point.tls_wrapped_listen)]
         try:
-            for address, factory in listeners:
+            for address, kind, position, factory in listeners:
+                port = address.port or _SHARED_PORTS.get((point.id, kind, position), 0)
                 server = await loop.create_server(
                     factory,
                     host=address.host or None,
-                    port=address.port,
+                    port=port,
                     backlog=_BACKLOG,
                     reuse_address=True,
+                    reuse_port=_REUSE_PORT or None,
                 )
                 self._servers.append(server)
         except BaseException:
