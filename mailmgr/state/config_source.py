@@ -12,7 +12,6 @@ from typing import Protocol
 
 from mailmgr.config import load
 from mailmgr.config.models import Config
-from mailmgr.errors import ConfigError, ConfigProblem
 
 
 class ConfigSource(Protocol):
@@ -45,8 +44,8 @@ class FileSource:
 async def open_source(config: Config) -> tuple[ConfigSource, Config]:
     """The source for `config` (as loaded from its local file) and the config to start with:
     the file itself, or with `Server.SharedState` the file merged with the shared document.
-    PostgreSQL unreachable at start-up is a ConfigError located at Server.SharedState (the
-    server does not start); so is a shared document this host cannot load."""
+    PostgreSQL unreachable at start-up raises SharedStateError (the server does not start); a
+    shared document this host cannot load is a ConfigError."""
     settings = config.server.shared_state
     if settings is None:
         return FileSource(config.source), config
@@ -56,9 +55,11 @@ async def open_source(config: Config) -> tuple[ConfigSource, Config]:
     try:
         source = await SharedSource.open(config.source, settings)
     except SharedStateError as exc:
-        raise ConfigError([ConfigProblem(
-            str(config.source), "$.Server.SharedState.PostgreSQL",
-            f"{exc} (the shared configuration store is required at start-up)")]) from None
+        # An operational failure, like a port in use: `serve` logs server.start_failed and
+        # exits 1 (a config problem exits 2).
+        raise SharedStateError(
+            f"{exc} (Server.SharedState: the shared configuration store is required at "
+            "start-up)") from None
     try:
         return source, await source.load()
     except BaseException:

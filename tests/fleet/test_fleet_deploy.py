@@ -32,7 +32,6 @@ COMPOSE_CONFIG = DEPLOY / "compose" / "mailmgr.yaml"
 COMPOSE_HAPROXY = DEPLOY / "compose" / "haproxy.cfg"
 K8S = DEPLOY / "k8s"
 K8S_VERSION = "1.30"  # the oldest Kubernetes the manifests promise to work on
-S3_PENDING = "S3 archive storage lands with issue 13 item 2"
 # The Deployment's environment for the in-cluster HAProxy config (POD_NAMESPACE, CLUSTER_DOMAIN).
 K8S_HAPROXY_ENV = {"POD_NAMESPACE": "mail", "CLUSTER_DOMAIN": "cluster.local"}
 
@@ -386,7 +385,6 @@ def test_mailmgr_config_loads_apart_from_s3_storage(which: str, dsn_file: Path,
     assert "s3cr3t-pw" not in result.stdout + result.stderr  # the DSN's password never shows
 
 
-@pytest.mark.xfail(reason=S3_PENDING, strict=False)
 @pytest.mark.parametrize("which", ["compose", "k8s"])
 def test_mailmgr_config_loads(which: str, dsn_file: Path, tmp_path: Path) -> None:
     result = _check_config(_config_text(which), dsn_file, tmp_path, local_archives=False)
