@@ -205,7 +205,8 @@ class Supervisor:
             while True:
                 delay, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    async with asyncio.timeout(delay):  # a stop request ends the backoff
+                        await self._stop.wait()
                 if self._stopping:
                     return
                 worker.restarts += 1
@@ -301,7 +302,9 @@ class Supervisor:
         await self._stop.wait()
         logs.event("server.stopping", processes=self._count)
         limit = server.admin.drain_seconds + server.shutdown_grace + STOP_MARGIN
-        await self._stop_all(limit)
+        # _terminate has sent the workers their SIGTERM already: a second one now would cut
+        # their drain short (that is what an operator's second SIGTERM means).
+        await self._stop_all(limit, forward=False)
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -325,9 +328,11 @@ class Supervisor:
             finally:
                 await target.close()
 
-    async def _stop_all(self, limit: float) -> None:
-        """SIGTERM every worker, wait up to `limit` seconds, SIGKILL the ones left."""
-        self._forward(signal.SIGTERM)
+    async def _stop_all(self, limit: float, *, forward: bool = True) -> None:
+        """SIGTERM every worker (unless `forward` is False: they have it already), wait up to
+        `limit` seconds, SIGKILL the ones left."""
+        if forward:
+            self._forward(signal.SIGTERM)
         procs = [w.proc for w in self._workers if w.proc is not None]
         waits = [asyncio.ensure_future(p.wait()) for p in procs]
         if not waits:

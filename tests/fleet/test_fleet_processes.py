@@ -78,7 +78,8 @@ def test_sighup_reloads_every_worker(tmp_path: Path) -> None:
 
 def test_sigterm_drains_then_exits_0_and_the_token_guards_metrics(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("s3cret\n")
-    config = fleet_config(tmp_path, Admin={"Listen": ["127.0.0.1:0"], "DrainSeconds": 1.5,
+    # DrainSeconds long enough that a loaded CI machine still checks readiness within it
+    config = fleet_config(tmp_path, Admin={"Listen": ["127.0.0.1:0"], "DrainSeconds": 4,
                                            "TokenFile": str(tmp_path / "token")})
     server = start(tmp_path, config)
     assert http_get(server.admin_port, "/metrics")[0] == 401
