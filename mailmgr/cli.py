@@ -17,7 +17,7 @@ from pathlib import Path
 from mailmgr import logs
 from mailmgr.config import load, summary
 from mailmgr.config.models import Config
-from mailmgr.errors import ConfigError
+from mailmgr.errors import ConfigError, MailmgrError
 
 DEFAULT_CONFIG = Path("config/mailmgr.yaml")
 
@@ -31,6 +31,19 @@ def _load(arg: str | None) -> Config:
     if not path.exists():
         raise MissingConfig(path)
     return load(path)
+
+
+def _load_effective(arg: str | None) -> Config:
+    """The local file, merged with the fleet's shared document when it has
+    `Server.SharedState` (what a replica runs): for commands that read resources."""
+    path = _config_path(arg)
+    if not path.exists():
+        raise MissingConfig(path)
+    if load(path).server.shared_state is None:
+        return load(path)
+    from mailmgr.state.config_commands import effective_config
+
+    return effective_config(path)
 
 
 class MissingConfig(Exception):
@@ -95,7 +108,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     )
     from mailmgr.message import AnalysisResults
 
-    config = _load(args.config)
+    config = _load_effective(args.config)
     content = Path(args.eml).read_bytes()
     try:
         cert = certificate_from_pem(Path(args.cert).read_bytes()) if args.cert else None
@@ -150,7 +163,7 @@ def _max_results(text: str) -> int:
 def _cmd_archive(args: argparse.Namespace) -> int:
     from mailmgr.archive.commands import get_command, search_command
 
-    config = _load(args.config)
+    config = _load_effective(args.config)
     if args.archive_command == "search":
         return search_command(
             config,
@@ -399,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingConfig as exc:
         print(f"mailmgr: {exc}", file=sys.stderr)
         return 1 if args.command != "serve" else 2
+    except MailmgrError as exc:  # an expected failure (e.g. Server.SharedState unreachable)
+        print(f"mailmgr: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `mailmgr archive search | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

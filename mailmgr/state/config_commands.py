@@ -19,7 +19,8 @@ import yaml
 from mailmgr.config import load
 from mailmgr.config.documents import load_document
 from mailmgr.config.fields import Ctx, Sink
-from mailmgr.config.models import SharedStateSettings
+from mailmgr.config.loader import load_shared
+from mailmgr.config.models import Config, SharedStateSettings
 from mailmgr.config.shared import merge_resources, shareable_document
 from mailmgr.errors import ConfigError
 from mailmgr.state import config_store
@@ -174,3 +175,19 @@ def export_command(local: Path, *, as_json: bool, out: TextIO = sys.stdout,
         print(f"# effective configuration of {local} ({origin})", file=out)
         print(yaml.safe_dump(merged, sort_keys=False, allow_unicode=True), end="", file=out)
     return 0
+
+
+def effective_config(local: Path) -> Config:
+    """The configuration a replica with this local file runs, for the commands that read
+    resources (archive, explain): the local file alone without `Server.SharedState`, else the
+    local file merged with the active shared document (the local file's resources when nothing
+    was pushed). Raises ConfigError (either document's problems) and SharedStateError
+    (PostgreSQL unreachable; the DSN is not in the message)."""
+    config = load(local)
+    settings = config.server.shared_state
+    if settings is None:
+        return config
+    stored = asyncio.run(_active(settings))
+    if stored is None:
+        return config
+    return load_shared(local, stored.document, f"shared config v{stored.version}")
