@@ -181,8 +181,9 @@ def effective_config(local: Path) -> Config:
     """The configuration a replica with this local file runs, for the commands that read
     resources (archive, explain): the local file alone without `Server.SharedState`, else the
     local file merged with the active shared document (the local file's resources when nothing
-    was pushed). Raises ConfigError (either document's problems) and SharedStateError
-    (PostgreSQL unreachable; the DSN is not in the message)."""
+    was pushed, or, with a warning on stderr, when this host cannot load the pushed document).
+    Raises ConfigError (the local file's problems) and SharedStateError (PostgreSQL
+    unreachable; the DSN is not in the message)."""
     config = load(local)
     settings = config.server.shared_state
     if settings is None:
@@ -190,4 +191,12 @@ def effective_config(local: Path) -> Config:
     stored = asyncio.run(_active(settings))
     if stored is None:
         return config
-    return load_shared(local, stored.document, f"shared config v{stored.version}")
+    try:
+        return load_shared(local, stored.document, f"shared config v{stored.version}")
+    except ConfigError as exc:
+        # A running replica keeps its previous configuration in this case (config.reload_failed):
+        # say so and go on with the local file rather than refuse to search or explain.
+        print(f"mailmgr: the active shared configuration (version {stored.version}) cannot be "
+              f"loaded on this host ({len(exc.problems)} problem(s), first: "
+              f"{exc.problems[0]}); using {local} alone", file=sys.stderr)
+        return config
