@@ -20,12 +20,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from mailmgr import logs
 from mailmgr.config.models import Config
 from mailmgr.errors import SpoolError
 from mailmgr.queue.service import InFlight, QueueService, UnknownMessage
+from mailmgr.spool.shards import has_segments, spool_shards
 from mailmgr.spool.store import SpoolStore
 
 _TIMEOUT = 30.0
@@ -55,7 +57,36 @@ class _Locked(Exception):
 
 
 async def _offline(config: Config, request: Request) -> dict[str, Any]:
-    store = SpoolStore(config.server.spool_directory)
+    """The stopped server's spools: `spool/` itself and every shard `spool/<n>/` a
+    multi-process server left (whatever Processes is now), each under its own lock. `list` and
+    `retry --all` cover them all; one ID is acted on in the spool that holds it."""
+    root = config.server.spool_directory
+    shards = spool_shards(root)
+    # The root is a spool of its own unless a multi-process server left only shards in it
+    # (opening it would start an empty segment there).
+    spools = ([root] if has_segments(root) or not shards else []) + shards
+    results: list[dict[str, Any]] = []
+    for directory in spools:
+        try:
+            result = await _offline_one(directory, request)
+        except QueueCommandError as exc:
+            if request.message_id and str(exc).startswith("no message "):
+                continue  # in another shard, perhaps
+            raise
+        if request.op not in ("list", "retry_all"):
+            return result
+        results.append(result)
+    if request.op == "list":
+        merged = [m for r in results for m in r["messages"]]
+        merged.sort(key=lambda m: float(m.get("received_at") or 0))  # oldest first
+        return {"messages": merged}
+    if request.op == "retry_all":
+        return {"retried": sum(int(r["retried"]) for r in results)}
+    raise QueueCommandError(f"no message {request.message_id} in the queue")
+
+
+async def _offline_one(directory: Path, request: Request) -> dict[str, Any]:
+    store = SpoolStore(directory)
     logger = logging.getLogger(logs.LOGGER_NAME)
     level = logger.level
     logger.setLevel(max(level, logging.WARNING))  # no spool.recovered line on the terminal

@@ -36,7 +36,7 @@ class Shard:
         return [path for _, path in _shards(spool)]
 
 
-def _has_segments(spool: Path) -> bool:
+def has_segments(spool: Path) -> bool:
     segments = spool / "segments"
     return segments.is_dir() and any(segments.glob("*.seg"))
 
@@ -45,14 +45,20 @@ def _shards(spool: Path) -> list[tuple[int, Path]]:
     if not spool.is_dir():
         return []
     return sorted((int(p.name), p) for p in spool.iterdir()
-                  if p.name.isdigit() and _has_segments(p))
+                  if p.name.isdigit() and has_segments(p))
+
+
+def spool_shards(spool: Path) -> list[Path]:
+    """Every shard folder `spool/<n>/` holding segments, in shard order (for tools that read a
+    stopped server's spools: `mailmgr queue`)."""
+    return [path for _, path in _shards(spool)]
 
 
 def strays(spool: Path, count: int) -> list[tuple[Path, int]]:
     """For `count` > 1 processes: the spools no worker owns and the shard taking each over:
     the single-process `spool/` itself -> 0, `spool/<m>/` with m >= count -> m % count."""
     found: list[tuple[Path, int]] = []
-    if _has_segments(spool):
+    if has_segments(spool):
         found.append((spool, 0))
     found += [(path, m % count) for m, path in _shards(spool) if m >= count]
     return found
