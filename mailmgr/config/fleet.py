@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict
+
 from mailmgr.config.fields import Ctx, check_keys, key_path, mapping, opt_str
 from mailmgr.config.server_models import SharedStateSettings
 
@@ -66,7 +68,8 @@ def parse_shared_state(ctx: Ctx, server: dict[Any, Any], path: str
         dsn = _read_dsn(ctx, dsn_file, key_path(pg_where, "DsnFile"))
     elif dsn is not None and not _looks_like_dsn(dsn):
         ctx.problem(key_path(pg_where, "Dsn"),
-                    "expected a postgresql:// URI or key=value connection string")
+                    "expected a valid postgresql:// URI or key=value connection string "
+                    "(libpq cannot parse it; details withheld as they may quote the password)")
         return None
     pool = pg.get("PoolSize", DEFAULT_POOL_SIZE)
     if isinstance(pool, bool) or not isinstance(pool, int) or not 1 <= pool <= 100:
@@ -79,7 +82,15 @@ def parse_shared_state(ctx: Ctx, server: dict[Any, Any], path: str
 
 
 def _looks_like_dsn(text: str) -> bool:
-    return text.startswith(("postgresql://", "postgres://")) or "=" in text
+    """A connection string libpq can parse. libpq's own parse errors quote the offending token,
+    which may be the password, so they are never shown: the caller reports a fixed message."""
+    if not (text.startswith(("postgresql://", "postgres://")) or "=" in text):
+        return False
+    try:
+        conninfo_to_dict(text)
+    except Exception:
+        return False
+    return True
 
 
 def _read_dsn(ctx: Ctx, name: str, where: str) -> str | None:

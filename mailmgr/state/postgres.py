@@ -8,10 +8,13 @@ is in `mailmgr_schema`. A migration, once released, is never edited: a change is
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from mailmgr import logs
@@ -58,6 +61,9 @@ async def open_pool(settings: SharedStateSettings, *, name: str = "mailmgr",
     """A bounded pool (`settings.pool_size` connections), opened and checked within `connect_wait`
     seconds; raises SharedStateError (without the DSN, which may hold a password) when it
     cannot connect."""
+    # The driver's own warnings (every failed connection attempt, as plain text on stderr) would
+    # reach a terminal or the log unformatted, and libpq may quote part of the DSN in them.
+    logging.getLogger("psycopg").setLevel(logging.CRITICAL)
     pool = AsyncConnectionPool(
         settings.dsn, min_size=1, max_size=settings.pool_size, open=False, name=name,
         timeout=connect_wait, kwargs={"autocommit": True, "application_name": "mailmgr"},
@@ -66,8 +72,30 @@ async def open_pool(settings: SharedStateSettings, *, name: str = "mailmgr",
         await pool.open(wait=True, timeout=connect_wait)
     except Exception as exc:
         await pool.close()
-        raise SharedStateError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None
+        reason = await _connect_failure(settings.dsn, connect_wait) or type(exc).__name__
+        raise SharedStateError(f"cannot connect to PostgreSQL: {reason}") from None
     return pool
+
+
+async def _connect_failure(dsn: str, wait: float) -> str | None:
+    """Why one direct connection fails (the pool only says PoolTimeout), with every secret of
+    the DSN removed: libpq's messages name host and port, but a parse error quotes a token of
+    the string, which may be the password."""
+    try:
+        secrets = [v for k, v in conninfo_to_dict(dsn).items() if k == "password" and v]
+    except Exception:
+        return "the connection string cannot be parsed"
+    try:
+        async with asyncio.timeout(wait):
+            conn = await AsyncConnection.connect(dsn, connect_timeout=max(1, int(wait)))
+        await conn.close()
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        text = "; ".join(lines) or type(exc).__name__
+        for secret in [dsn, *secrets]:
+            text = text.replace(str(secret), "<redacted>")
+        return text[:300]
+    return None
 
 
 async def migrate(pool: AsyncConnectionPool, migrations: Sequence[Migration] | None = None
