@@ -169,3 +169,23 @@ def test_export_prints_the_merged_config_without_the_dsn(
     assert merged["Server"]["SharedState"]["PostgreSQL"]["Dsn"] == "<redacted>"
     assert merged["IngressPoints"][0]["Listen"] == ["127.0.0.1:2601"]
     assert PASSWORD not in result.stdout
+
+
+def test_archive_commands_see_the_pushed_archives(tmp_path: Path,
+                                                  postgres: PostgresInstance) -> None:
+    """`archive search/get` on a replica use the configuration it runs (local file + pushed
+    document), as `serve` does: an archive only the pushed document defines is found, and one
+    the document redefines (Local -> S3) is read as the document says."""
+    dsn = secret_dsn(postgres)
+    local = write_config(tmp_path / "local.yaml", local_config(tmp_path, dsn, "r1"))
+    before = cli("archive", "search", "--json", "--archive", "pushed-only", config=local)
+    assert before.returncode == 2 and "no archive 'pushed-only'" in before.stderr
+    document = shared_config(tmp_path, "one")
+    document["Archives"].append({"ArchiveName": "pushed-only", "Storage": {"Local": {}}})
+    pushed = write_config(tmp_path / "one.yaml", document)
+    assert cli("config", "push", str(pushed), config=local).returncode == 0
+
+    found = cli("archive", "search", "--json", "--archive", "pushed-only", config=local)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout) == []
+    assert PASSWORD not in found.stdout + found.stderr
