@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -229,29 +229,33 @@ def lookup(conn: sqlite3.Connection, archived_message_id: str) -> ArchiveRow | N
     return _to_row(found) if found else None
 
 
-def search(conn: sqlite3.Connection, query: SearchQuery) -> list[ArchiveRow]:
-    """Rows matching every given filter, newest first. `to` matches the To and Cc headers and
-    the envelope recipients; `from_` matches the From header and the envelope sender."""
+def where_terms(query: SearchQuery, contains: Callable[[str], str], mark: str
+                ) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters for `query`'s filters (not its limit), in the SQL dialect
+    given by `contains` (one case-insensitive substring test of a column) and `mark` (the
+    parameter placeholder). Shared by the SQLite index and the PostgreSQL one
+    (mailmgr.state.archive_index), so both match exactly alike. `to` matches the To and Cc
+    headers and the envelope recipients; `from_` the From header and the envelope sender."""
     where: list[str] = []
     params: list[Any] = []
-    if query.from_:
-        where.append("(mm_contains(from_header, ?) OR mm_contains(envelope_from, ?))")
-        params += [query.from_] * 2
-    if query.to:
-        where.append(
-            "(mm_contains(to_header, ?) OR mm_contains(cc_header, ?)"
-            " OR mm_contains(envelope_to, ?))"
-        )
-        params += [query.to] * 3
-    if query.subject:
-        where.append("mm_contains(subject, ?)")
-        params.append(query.subject)
+    for value, columns in ((query.from_, ("from_header", "envelope_from")),
+                           (query.to, ("to_header", "cc_header", "envelope_to")),
+                           (query.subject, ("subject",))):
+        if value:
+            where.append("(" + " OR ".join(contains(c) for c in columns) + ")")
+            params += [value] * len(columns)
     if query.since is not None:
-        where.append("received_timestamp >= ?")
+        where.append(f"received_timestamp >= {mark}")
         params.append(query.since)
     if query.until is not None:
-        where.append("received_timestamp < ?")
+        where.append(f"received_timestamp < {mark}")
         params.append(query.until)
+    return where, params
+
+
+def search(conn: sqlite3.Connection, query: SearchQuery) -> list[ArchiveRow]:
+    """Rows matching every given filter (where_terms), newest first."""
+    where, params = where_terms(query, lambda column: f"mm_contains({column}, ?)", "?")
     sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY received_timestamp DESC, archived_message_id DESC LIMIT ?"
     params.append(max(0, query.limit))

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from mailmgr.archive.index import ArchiveRow, SearchQuery
+from mailmgr.archive.index import ArchiveRow, SearchQuery, where_terms
 from mailmgr.state.archive_schema import TABLE
 from mailmgr.state.postgres import SharedStateError
 
@@ -42,10 +42,6 @@ _INSERT = (
 # strpos on lower(): a case-insensitive substring test where % and _ are plain characters
 # (the SQLite index uses Python casefold; both fold ASCII and the common accented letters).
 _CONTAINS = "strpos(lower({column}), lower(%s)) > 0"
-
-
-def _contains(*columns: str) -> str:
-    return "(" + " OR ".join(_CONTAINS.format(column=c) for c in columns) + ")"
 
 
 def _values(row: ArchiveRow) -> list[Any]:
@@ -117,8 +113,8 @@ class PgArchiveIndex:
 
     async def search(self, query: SearchQuery) -> list[ArchiveRow]:
         """Rows of this archive matching every filter, newest first (index.search's rules)."""
-        where, params = ["archive_id = %s"], [self.archive_id]
-        where_params(query, where, params)
+        terms, values = where_terms(query, lambda column: _CONTAINS.format(column=column), "%s")
+        where, params = ["archive_id = %s", *terms], [self.archive_id, *values]
         sql = (f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY received_timestamp DESC, "
                "archived_message_id DESC LIMIT %s")
         return [_to_row(r) for r in await self._fetch(sql, [*params, max(0, query.limit)])]
@@ -146,22 +142,3 @@ class PgArchiveIndex:
             await self._fetch(
                 f"DELETE FROM {TABLE} WHERE archive_id = %s AND archived_message_id = ANY(%s)"
                 " RETURNING archived_message_id", [self.archive_id, list(archived_ids)])
-
-
-def where_params(query: SearchQuery, where: list[str], params: list[Any]) -> None:
-    """Append the WHERE terms and parameters for `query`'s filters (not its limit)."""
-    if query.from_:
-        where.append(_contains("from_header", "envelope_from"))
-        params += [query.from_] * 2
-    if query.to:
-        where.append(_contains("to_header", "cc_header", "envelope_to"))
-        params += [query.to] * 3
-    if query.subject:
-        where.append(_contains("subject"))
-        params.append(query.subject)
-    if query.since is not None:
-        where.append("received_timestamp >= %s")
-        params.append(query.since)
-    if query.until is not None:
-        where.append("received_timestamp < %s")
-        params.append(query.until)
