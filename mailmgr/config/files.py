@@ -31,9 +31,13 @@ MAX_PEM_FILE_BYTES = 4 * MIB
 _CRL_BLOCK = re.compile(r"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 
 
-def _read(ctx: Ctx, path: Path, where: str) -> bytes | None:
+def read_file(ctx: Ctx, path: Path, where: str, limit: int = MAX_PEM_FILE_BYTES
+              ) -> bytes | None:
+    """The bytes of the regular file `path` (at most `limit`), or None with the reason reported
+    at `where` (missing, a directory, FIFO or device, unreadable, too large). Never reads a FIFO
+    or device, which would block or never end. The content never appears in a problem."""
     try:
-        return read_limited(path, MAX_PEM_FILE_BYTES)
+        return read_limited(path, limit)
     except FileNotFoundError:
         ctx.problem(where, f"cannot read {path}: No such file or directory")
     except UnreadableFile as exc:
@@ -92,8 +96,8 @@ def check_server_certificate(ctx: Ctx, where: str, certificate: TlsCertificate) 
         return
     cert_where = key_path(where, "CertificateFile")
     key_where = key_path(where, "PrivateKeyFile")
-    cert_data = _read(ctx, cert_file, cert_where)
-    key_data = _read(ctx, key_file, key_where)
+    cert_data = read_file(ctx, cert_file, cert_where)
+    key_data = read_file(ctx, key_file, key_where)
     chain = _certificates(ctx, cert_data, cert_file, cert_where) if cert_data is not None else []
     key = _private_key(ctx, key_data, key_file, key_where) if key_data is not None else None
     if not chain or key is None:
@@ -118,7 +122,7 @@ def check_server_certificate(ctx: Ctx, where: str, certificate: TlsCertificate) 
 def check_ca_file(ctx: Ctx, where: str, path: Path) -> None:
     """Problems for a CA bundle file (a relay's `Tls.CaFile`) at `where`: it must exist, be
     readable, hold PEM certificates, and be accepted by OpenSSL as verify locations."""
-    data = _read(ctx, path, where)
+    data = read_file(ctx, path, where)
     if data is None or not _certificates(ctx, data, path, where):
         return
     try:

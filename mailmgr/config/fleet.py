@@ -10,6 +10,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from mailmgr.config.fields import Ctx, check_keys, key_path, mapping, opt_str
+from mailmgr.config.files import read_file
 from mailmgr.config.server_models import SharedStateSettings
 
 MAX_PROCESSES = 1024
@@ -95,14 +96,11 @@ def _looks_like_dsn(text: str) -> bool:
 
 def _read_dsn(ctx: Ctx, name: str, where: str) -> str | None:
     file = ctx.resolve(name)
-    try:
-        with file.open("rb") as handle:
-            data = handle.read(MAX_DSN_FILE_BYTES + 1)
-    except OSError as exc:
-        ctx.problem(where, f"cannot read '{file}': {exc.strerror or exc}")
+    data = read_file(ctx, file, where, MAX_DSN_FILE_BYTES)
+    if data is None:
         return None
     text = data.decode("utf-8", "replace").strip()
-    if len(data) > MAX_DSN_FILE_BYTES or not text or not _looks_like_dsn(text):
+    if not text or not _looks_like_dsn(text):
         ctx.problem(where, f"'{file}' must hold one PostgreSQL connection string "
                            f"(at most {MAX_DSN_FILE_BYTES} bytes)")
         return None

@@ -21,6 +21,7 @@ from mailmgr.config.fields import (
     parse_host_port,
     str_list,
 )
+from mailmgr.config.files import read_file
 from mailmgr.config.fleet import parse_processes, parse_shared_state
 from mailmgr.config.models import (
     AdminSettings,
@@ -249,14 +250,8 @@ def _read_token(ctx: Ctx, name: str, where: str) -> str | None:
     """The bearer token in TokenFile (surrounding whitespace dropped); its value never appears
     in a problem message."""
     file = ctx.resolve(name)
-    try:
-        with file.open("rb") as handle:
-            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as exc:
-        ctx.problem(where, f"cannot read '{file}': {exc.strerror or exc}")
-        return None
-    if len(data) > MAX_TOKEN_FILE_BYTES:
-        ctx.problem(where, f"'{file}' is larger than {MAX_TOKEN_FILE_BYTES} bytes")
+    data = read_file(ctx, file, where, MAX_TOKEN_FILE_BYTES)
+    if data is None:
         return None
     try:
         token = data.decode("ascii").strip()
