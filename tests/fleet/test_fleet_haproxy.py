@@ -279,7 +279,9 @@ def test_fleet_behind_haproxy(
     by_queue_id = {queue_id: h for h, queue_id in sender.accepted.items()}
     for queue_id in pending & set(by_queue_id):
         assert by_queue_id[queue_id] in header_ids
-    assert (pending & set(by_queue_id)) <= _stored(restarted) | _stored(victim)
+    # (Not asserted on the processes' `archive_stored` log lines as well: a message archived in
+    # the instant before the SIGKILL can lose its log line, and the restarted replica then finds
+    # it done; the index and S3 above are the ground truth.)
     print(f"\nfleet: {MESSAGES} messages, {CLIENTS} clients: ingest {ingest:.1f} s, archived "
           f"{archived:.1f} s; r1 {len(by_r1)}, r2 {len(by_r2)}; pending at kill {len(pending)}; "
           f"retried {len(sender.failed)}, ghosts {len(ghosts)}; restart "
