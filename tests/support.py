@@ -132,3 +132,25 @@ def basic_config(tmp_path: Path, **server: Any) -> dict[str, Any]:
     }
 
 
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m mailmgr ARGS --config CONFIG` as a user runs it (no stdin, 60 s bound)."""
+    return subprocess.run([sys.executable, "-m", "mailmgr", *args, "--config", str(config)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def archived_text(server: ServerProcess, subject: str, timeout: float = 15.0) -> str:
+    """The archived copy of the message with `subject` (`archive search` then `archive get`
+    through the CLI), waiting up to `timeout` seconds for the worker to archive it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = cli(server.config_file, "archive", "search", "--json", "--subject", subject)
+        rows = json.loads(found.stdout or "[]")
+        if rows:
+            got = cli(server.config_file, "archive", "get", rows[0]["ArchivedMessageId"])
+            assert got.returncode == 0, got.stderr
+            return got.stdout
+        time.sleep(0.2)
+    raise AssertionError(f"nothing archived with subject {subject!r}")

@@ -4,15 +4,12 @@ nothing; the analysis results reach the rules and the optional X-Mailmgr-Spam he
 
 from __future__ import annotations
 
-import json
 import smtplib
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.support import ROOT, ServerProcess, basic_config
+from tests.support import archived_text, basic_config
 from tests.verdicts.dns_server import DnsServer, Zone
 
 ZEN = "zen.mailmgr.test"
@@ -55,25 +52,6 @@ def _config(tmp_path: Path, nameserver: str, *, deny: bool = True,
         {"Name": "archive-all", "Actions": [{"Archive": {"TargetArchive": "default"}}]},
     ]
     return config
-
-
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailmgr", *args, "--config", str(config)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          stdin=subprocess.DEVNULL)
-
-
-def _archived(server: ServerProcess, subject: str) -> str:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found = _cli(server.config_file, "archive", "search", "--json", "--subject", subject)
-        rows = json.loads(found.stdout or "[]")
-        if rows:
-            got = _cli(server.config_file, "archive", "get", rows[0]["ArchivedMessageId"])
-            assert got.returncode == 0, got.stderr
-            return got.stdout
-        time.sleep(0.2)
-    raise AssertionError(f"nothing archived with subject {subject!r}")
 
 
 def _message(subject: str, body: str = "hello", extra: str = "") -> bytes:
@@ -122,7 +100,7 @@ def test_dns_outage_refuses_nothing_and_loses_nothing(
     assert time.monotonic() - started < 10  # bounded by the analyzer's 2 s timeout
     failed = server.wait_for("analysis.failed", 10, phase="rcpt")
     assert failed["analyzer"] == "spamhaus" and failed["reason"] in ("dns", "timeout")
-    assert "X-Mailmgr-Processed" not in _archived(server, "dns down")  # archived all the same
+    assert "X-Mailmgr-Processed" not in archived_text(server, "dns down")  # archived all the same
 
 
 def test_message_domains_reach_rules_and_headers(
@@ -144,11 +122,11 @@ def test_message_domains_reach_rules_and_headers(
         smtp.mail("alice@sender.test")
         smtp.rcpt("bob@rcpt.test")
         assert smtp.data(_message("clean", body="see https://example.org/"))[0] == 250
-    listed = _archived(server, "url listed")
+    listed = archived_text(server, "url listed")
     assert "X-Listed: spam-domain" in listed
     assert "X-Mailmgr-Spam: FAIL;" in listed and "spamhaus=FAIL (spam-domain)" in listed
     assert "forged" not in listed and listed.count("X-Mailmgr-Spam") == 1
-    clean = _archived(server, "clean")
+    clean = archived_text(server, "clean")
     assert "X-Listed" not in clean and "X-Mailmgr-Spam: PASS;" in clean
     assert "X-Mailmgr-Virus" not in clean  # no virus engine configured
 

@@ -26,9 +26,9 @@ from tests.analysis.engines import (  # noqa: F401
     free_port,
     rspamd_fixture,
 )
-from tests.analysis.test_analysis_serve_dnsbl import _archived, _message
+from tests.analysis.test_analysis_serve_dnsbl import _message
 from tests.awsactions.awsactions_support import FakeAws
-from tests.support import ServerProcess, basic_config
+from tests.support import ServerProcess, archived_text, basic_config
 
 ROLE = "arn:aws:iam::123456789012:role/mailmgr-lambda"
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:inspect"
@@ -95,11 +95,11 @@ def test_virus_dropped_clean_kept_spam_tagged(
     )
     dropped = server.wait_for("message.processed", 30, message_id=virus)
     assert dropped["recipients"] == []
-    kept = _unfolded(_archived(server, "clean"))
+    kept = _unfolded(archived_text(server, "clean"))
     assert "X-Spam-Flag" not in kept
     assert "X-Mailmgr-Virus: PASS; trendmicro=PASS (clean)" in kept
     assert "X-Mailmgr-Spam: PASS; vade=PASS" in kept
-    tagged = _unfolded(_archived(server, "spammy"))
+    tagged = _unfolded(archived_text(server, "spammy"))
     assert "X-Spam-Flag: YES" in tagged and "X-Mailmgr-Spam: FAIL; vade=FAIL" in tagged
     search = server.wait_for("verdicts.computed", 5, message_id=virus)
     assert search["message_id"] == virus
@@ -119,7 +119,7 @@ def test_engines_down_lose_nothing(tmp_path: Path, server_factory: Any) -> None:
                      f"http://127.0.0.1:{free_port()}")
     server = server_factory(config).start()
     (message_id,) = _send(server, _message("engines down", body=EICAR.decode()))
-    archived = _unfolded(_archived(server, "engines down"))
+    archived = _unfolded(archived_text(server, "engines down"))
     assert "X-Mailmgr-Virus: PROCESSING_FAILED; trendmicro=PROCESSING_FAILED" in archived
     assert "X-Spam-Flag" not in archived
     # The headers travel downstream with the message: they give the fixed reason only, never

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import smtplib
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.support import ROOT, ServerProcess, basic_config
+from tests.support import ServerProcess, archived_text, basic_config, cli
 from tests.verdicts.dns_server import DnsServer, Zone
 from tests.verdicts.verdicts_samples import message, publish_key, sign
-
-
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailmgr", *args, "--config", str(config)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          stdin=subprocess.DEVNULL)
 
 
 def _tag(name: str, condition: dict[str, Any], header: str) -> dict[str, Any]:
@@ -58,20 +50,7 @@ def _send(server: ServerProcess, mail_from: str, content: bytes) -> str:
     return reply.decode().rsplit(" ", 1)[1]
 
 
-def _archived(server: ServerProcess, subject: str) -> str:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found = _cli(server.config_file, "archive", "search", "--json", "--subject", subject)
-        rows = json.loads(found.stdout or "[]")
-        if rows:
-            got = _cli(server.config_file, "archive", "get", rows[0]["ArchivedMessageId"])
-            assert got.returncode == 0, got.stderr
-            return got.stdout
-        time.sleep(0.2)
-    raise AssertionError(f"nothing archived with subject {subject!r}")
-
-
-def test_rules_route_on_verdicts_and_header_is_archived(
+def test_rules_route_on_verdicts_and_header_isarchived_text(
     tmp_path: Path, server_factory: Any, dns_server: DnsServer, zone: Zone
 ) -> None:
     zone.txt("example.com", "v=spf1 ip4:127.0.0.1 -all")
@@ -87,7 +66,7 @@ def test_rules_route_on_verdicts_and_header_is_archived(
                      extra="Authentication-Results: MX.TEST.EXAMPLE; dkim=pass\r\n")
     _send(server, "x@other.test", forged.replace(b"greetings", b"spoofed one"))
 
-    text = _archived(server, "good one")
+    text = archived_text(server, "good one")
     assert text.startswith("Authentication-Results: mx.test.example;"), text[:300]
     assert "spf=pass smtp.mailfrom=bounce@example.com" in text
     assert "dkim=pass header.d=example.com header.s=sel" in text
@@ -95,7 +74,7 @@ def test_rules_route_on_verdicts_and_header_is_archived(
     assert "X-Spf-Pass: yes" in text and "X-Dkim-Pass: yes" in text
     assert "X-Dmarc-Reject" not in text
 
-    text = _archived(server, "spoofed one")
+    text = archived_text(server, "spoofed one")
     assert text.count("Authentication-Results:") == 1 and "MX.TEST.EXAMPLE" not in text
     assert "spf=fail smtp.mailfrom=x@other.test" in text and "dkim=none" in text
     assert "dmarc=fail header.from=victim.test policy.dmarc=reject" in text
@@ -125,7 +104,7 @@ def test_silent_nameserver_does_not_hold_the_message(
     assert time.monotonic() - sent < 11  # the default 10 s bound, with Dns.Timeout per lookup
     assert (event["spf"], event["dkim"], event["dmarc"]) == ("PROCESSING_FAILED",) * 3
     server.wait_for("message.processed", message_id=message_id)
-    assert "spf=temperror" in _archived(server, "silent dns")
+    assert "spf=temperror" in archived_text(server, "silent dns")
     assert server.stop() == 0
 
 
@@ -154,13 +133,13 @@ def test_explain_computes_live_verdicts_with_the_configured_resolver(
     eml = tmp_path / "m.eml"
     eml.write_bytes(message())
     args = ("explain", "--eml", str(eml), "--json", "--mail-from", "b@example.com")
-    live = _cli(config, *args, "--ip", "198.51.100.1")
+    live = cli(config, *args, "--ip", "198.51.100.1")
     assert live.returncode == 0, live.stderr
     assert json.loads(live.stdout)["verdicts"] == {
         "spf": "FAIL", "dkim": "GRAY", "dmarc": "FAIL", "dmarc_policy": "QUARANTINE"}
-    passing = json.loads(_cli(config, *args, "--ip", "192.0.2.5").stdout)
+    passing = json.loads(cli(config, *args, "--ip", "192.0.2.5").stdout)
     assert passing["verdicts"]["dmarc"] == "PASS"
     assert [r["name"] for r in passing["recipients"]["bob@rcpt.test"]["rules"]
             if r["matched"]] == ["spf-pass", "archive-all"]
-    given = json.loads(_cli(config, *args, "--dkim", "PASS").stdout)
+    given = json.loads(cli(config, *args, "--dkim", "PASS").stdout)
     assert given["verdicts"]["spf"] == "GRAY" and ("example.com", "TXT") in zone.queries
