@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
@@ -162,7 +163,19 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the index read-write: WAL, synchronous=FULL so a committed
     row survives power loss (the spool has already moved past the action by then)."""
     conn = _prepare(sqlite3.connect(path, isolation_level=None))
-    conn.execute("PRAGMA journal_mode = WAL")
+    # Switching a new file to WAL while another process (a second worker of a multi-process
+    # server) does the same can fail with "database is locked" without SQLite's busy handler
+    # being asked: retry it, bounded like busy_timeout.
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.02)
     conn.execute("PRAGMA synchronous = FULL")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
