@@ -20,6 +20,7 @@ from mailmgr import certs, logs
 from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
 from mailmgr.admin.api.service import ApiService
+from mailmgr.admin.api.setup import api_service
 from mailmgr.admin.metrics import METRICS
 from mailmgr.admin.server import AdminServer
 from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
@@ -60,7 +61,6 @@ from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.shards import Shard, adopt
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
-from mailmgr.state.api_store import ApiStore, FileApiStore, SharedApiStore, state_path
 from mailmgr.state.config_source import ConfigSource, open_source
 from mailmgr.state.postgres import SharedStateError, migrate, open_pool
 from mailmgr.verdicts.service import VerdictsService
@@ -372,19 +372,9 @@ class App:
     def _api_service(self) -> ApiService:
         """The Mail Manager API of this server: changes persist to the state file, or with
         SharedState to the shared store, and go live through `apply_loaded`."""
-        config = self.config
-        store: ApiStore
-        if self._archive_pool is not None:  # Server.SharedState: the same pool
-            store = SharedApiStore(config.source, self._archive_pool)
-        else:
-            store = FileApiStore(config.source, state_path(config))
-        return ApiService(config.source, store, self.apply_loaded, lambda: self.config,
-                          shared=self._archive_pool is not None,
-                          archives=lambda: self._archives, listeners=self._bound)
-
-    def _bound(self, point_id: str) -> list[str]:
-        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for s in self.servers
-                if s.ingress_point.id == point_id for h, p in s.addresses()]
+        return api_service(self.config, self.apply_loaded, lambda: self.config,
+                           pool=self._archive_pool, archives=lambda: self._archives,
+                           listeners=self._bound)
 
     async def apply_loaded(self, loaded: Config) -> None:
         """Apply a config the caller already loaded and validated (the Mail Manager API), as a
@@ -392,6 +382,10 @@ class App:
         async with self._reload_lock:
             if self._running:
                 await self._apply(loaded)
+
+    def _bound(self, point_id: str) -> list[str]:
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for s in self.servers
+                if s.ingress_point.id == point_id for h, p in s.addresses()]
 
     async def reload(self) -> None:
         """Re-read the config source (the file, and the shared document with SharedState) and
