@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from mailmgr import certs, logs
+from mailmgr import logs
 from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
 from mailmgr.admin.api.service import ApiService
@@ -28,6 +28,7 @@ from mailmgr.archive import LocalArchive, build_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config.models import AcceptAction, Config, IngressPoint, ServerLimits, TlsPolicy
 from mailmgr.config.server_models import ListenAddress
+from mailmgr.dev_certificates import ensure_dev_certificates
 from mailmgr.errors import ConfigError, ConfigProblem
 from mailmgr.ingress.auth import AuthThrottle
 from mailmgr.ingress.limits import AcceptErrorLog, AddressTable, fit_to_fd_limit
@@ -192,7 +193,7 @@ class App:
     async def _start(self) -> None:
         server = self.config.server
         server.data_directory.mkdir(parents=True, exist_ok=True)
-        await self._ensure_certificates(self.config)
+        await ensure_dev_certificates(self.config)
         self._store = SpoolStore(self.shard.directory(server.spool_directory))
         # a `mailmgr queue` command on the stopped server may hold the lock for a moment
         recovered = await self._store.open(lock_wait=SPOOL_LOCK_WAIT)
@@ -417,7 +418,7 @@ class App:
         verdicts = self._verdicts
         analysis = self._analysis
         try:
-            await self._ensure_certificates(config)
+            await ensure_dev_certificates(config)
             wanted = build_archives(config, aws=self._aws, pool=self._archive_pool)
             for archive_id, archive in wanted.items():
                 old = self._archives.get(archive_id)
@@ -515,27 +516,6 @@ class App:
         for item in closing:
             self._closing.remove(item)
         await close_all(closing)
-
-    async def _ensure_certificates(self, config: Config) -> None:
-        loop = asyncio.get_running_loop()
-        for ingress in config.ingress_points:
-            tls = ingress.tls_certificate
-            if tls is None or tls.certificate_file.exists() or tls.private_key_file.exists():
-                continue
-            ca = await loop.run_in_executor(
-                None,
-                certs.create_dev_server_certificate,
-                tls.certificate_file,
-                tls.private_key_file,
-                config.server.hostname,
-            )
-            logs.warning(
-                "tls.dev_certificate_created",
-                ingress_point=ingress.name,
-                certificate=str(tls.certificate_file),
-                ca=str(ca),
-                note="self-signed development certificate; replace it for production",
-            )
 
     def _ssl_context(
         self, ingress: IngressPoint

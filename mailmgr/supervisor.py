@@ -268,11 +268,11 @@ class Supervisor:
 
     async def _serve(self) -> int:
         server = self.config.server
-        from mailmgr.app import App
+        from mailmgr.dev_certificates import ensure_dev_certificates
 
         try:
             # Development certificates are made here once, not by N workers racing to write.
-            await App(self.config)._ensure_certificates(self.config)
+            await ensure_dev_certificates(self.config)
             await self._adopt_strays()
             self._lock_fd = _lock_spool(server.spool_directory)
         except (OSError, ValueError, SpoolError) as exc:
