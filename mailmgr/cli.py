@@ -27,10 +27,17 @@ def _config_path(arg: str | None) -> Path:
 
 
 def _load(arg: str | None) -> Config:
+    """The config file with, when it has no `Server.SharedState`, the Mail Manager API's
+    changes on top (DataDirectory/api-state.json): what `serve` runs."""
     path = _config_path(arg)
     if not path.exists():
         raise MissingConfig(path)
-    return load(path)
+    config = load(path)
+    if config.server.shared_state is not None:
+        return config
+    from mailmgr.state.api_store import load_with_overlay, state_path
+
+    return load_with_overlay(path) if state_path(config).exists() else config
 
 
 def _load_effective(arg: str | None) -> Config:
@@ -40,7 +47,7 @@ def _load_effective(arg: str | None) -> Config:
     if not path.exists():
         raise MissingConfig(path)
     if load(path).server.shared_state is None:
-        return load(path)
+        return _load(arg)
     from mailmgr.state.config_commands import effective_config
 
     return effective_config(path)
@@ -91,6 +98,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _print_problems(exc)
         return 1
     print(f"{config.source}: configuration is valid")
+    from mailmgr.state.api_store import state_path
+
+    state = state_path(config)
+    if config.server.shared_state is None and state.exists():
+        print(f"(with the changes made through the Mail Manager API in {state} on top; "
+              "`mailmgr config export` prints the result as one file)")
     print(summary(config))
     return 0
 

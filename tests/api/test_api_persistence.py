@@ -114,3 +114,24 @@ def test_with_shared_state_a_change_is_a_push_every_replica_applies(
         for replica in replicas:
             replica.stop()
     assert not (tmp_path / "r1" / "var" / "api-state.json").exists()
+
+
+def test_check_config_validates_the_file_with_the_api_changes(api_server: ApiServer) -> None:
+    client = api_server.client()
+    made = str(client.create_rule_set(RuleSetName="archives", Rules=[{"Name": "r", "Actions": [
+        {"Archive": {"TargetArchive": "default"}}]}])["RuleSetId"])
+    config = api_server.server.config_file
+    checked = cli(config, "check-config")
+    assert checked.returncode == 0, checked.stderr
+    assert "changes made through the Mail Manager API" in checked.stdout
+    assert made in checked.stdout
+    # the operator removes the archive the API's rule set uses: check-config says where
+    assert api_server.server.stop() == 0
+    data = yaml.safe_load(config.read_text())
+    data["Archives"] = []
+    data["RuleSets"][0]["Rules"][0]["Actions"] = data["RuleSets"][0]["Rules"][0]["Actions"][:1]
+    config.write_text(yaml.safe_dump(data))
+    broken = cli(config, "check-config")
+    assert broken.returncode == 1
+    assert "api-state.json (changes made through the API)" in broken.stderr
+    assert "TargetArchive" in broken.stderr and "Traceback" not in broken.stderr
