@@ -88,7 +88,7 @@ def test_delete_closes_the_point_and_get_answers_not_found(api_server: ApiServer
     with pytest.raises(ClientError) as in_use:
         client.delete_rule_set(RuleSetId=ids["rs"])
     assert _code(in_use) == "ConflictException"
-    assert "in use" in str(in_use.value)
+    assert "in use by ingress point 'api-in'" in str(in_use.value)
 
     client.delete_ingress_point(IngressPointId=ids["ip"])
     with pytest.raises(client.exceptions.ResourceNotFoundException):

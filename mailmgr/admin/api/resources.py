@@ -122,6 +122,31 @@ def _rename_references(value: Any, key: str, old: str, rid: str) -> None:
             _rename_references(item, key, old, rid)
 
 
+def _mentions(value: Any, key: str, names: set[str]) -> bool:
+    if isinstance(value, dict):
+        return any((k == key and (item in names or (isinstance(item, list) and names & {
+            v for v in item if isinstance(v, str)}))) or _mentions(item, key, names)
+                   for k, item in value.items())
+    if isinstance(value, list):
+        return any(_mentions(item, key, names) for item in value)
+    return False
+
+
+def _users(state: ApiState, kind: ResourceKind, entry: dict[str, Any], arn: str) -> list[str]:
+    """`kind name` of every resource that refers to `entry` (by ID, name or ARN)."""
+    key = _REFERENCE_KEYS.get(kind)
+    if key is None:
+        return []
+    rid = entry_id(kind, entry)
+    names = {n for n in (rid, entry.get(KINDS[kind].name_key), arn) if isinstance(n, str)}
+    users = []
+    for other, info in KINDS.items():
+        for item in entries(state, other):
+            if item is not entry and _mentions(item, key, names):
+                users.append(f"{other} {item.get(info.name_key)!r}")
+    return users
+
+
 def _arn(config: Config, kind: ResourceKind, resource_id: str) -> str:
     return make_arn(kind, config.server.region, config.server.account_id, resource_id)
 
@@ -260,6 +285,10 @@ async def delete(kind: ResourceKind, service: ApiService, params: dict[str, Any]
 
     def change(state: ApiState) -> tuple[ApiState, dict[str, Any]]:
         entry = find(state, kind, rid)
+        users = _users(state, kind, entry, _arn(service.config(), kind, rid))
+        if users:
+            raise conflict(f"{kind} {rid!r} is in use by {', '.join(users[:5])}"
+                           + (f" and {len(users) - 5} more" if len(users) > 5 else ""))
         entries(state, kind).remove(entry)
         state.meta.get("Resources", {}).pop(rid, None)
         return state, {}
