@@ -38,7 +38,7 @@ GET_CONCURRENCY = 8  # Get*/ListTags/ListMembers calls in flight at once
 DEFAULT_REGION = "us-east-1"
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
-MAX_ATTEMPTS = 3  # botocore's standard mode: throttling and 5xx are retried with backoff
+MAX_ATTEMPTS = 3  # in all; botocore standard mode retries throttling, 5xx, connection errors
 T = TypeVar("T")
 
 
@@ -203,7 +203,8 @@ async def read_account(options: PullOptions) -> Account:
             raise NoCredentialsError()
         config = AioConfig(region_name=region, connect_timeout=CONNECT_TIMEOUT,
                            read_timeout=READ_TIMEOUT,
-                           retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS})
+                           retries={"mode": "standard",
+                                    "total_max_attempts": MAX_ATTEMPTS})
         async with session.create_client("mailmanager", region_name=region,
                                          endpoint_url=options.endpoint_url,
                                          config=config) as client:
