@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from mailmgr import certs, logs
 from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
+from mailmgr.admin.api.service import ApiService
 from mailmgr.admin.metrics import METRICS
 from mailmgr.admin.server import AdminServer
 from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
@@ -59,6 +60,7 @@ from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.shards import Shard, adopt
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
+from mailmgr.state.api_store import ApiStore, FileApiStore, SharedApiStore, state_path
 from mailmgr.state.config_source import ConfigSource, open_source
 from mailmgr.state.postgres import SharedStateError, migrate, open_pool
 from mailmgr.verdicts.service import VerdictsService
@@ -238,7 +240,8 @@ class App:
             admin = replace(admin, listen=self.admin_listen)
         if admin.listen:  # after recovery and every SMTP bind: ready from the first answer
             self.admin = AdminServer(admin, METRICS,
-                                     queue=QueueService(self._store, self._worker))
+                                     queue=QueueService(self._store, self._worker),
+                                     api=self._api_service())
             admin_addresses = await self.admin.start()
             self.admin.ready = True
         logs.event(
@@ -366,6 +369,30 @@ class App:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def _api_service(self) -> ApiService:
+        """The Mail Manager API of this server: changes persist to the state file, or with
+        SharedState to the shared store, and go live through `apply_loaded`."""
+        config = self.config
+        store: ApiStore
+        if self._archive_pool is not None:  # Server.SharedState: the same pool
+            store = SharedApiStore(config.source, self._archive_pool)
+        else:
+            store = FileApiStore(config.source, state_path(config))
+        return ApiService(config.source, store, self.apply_loaded, lambda: self.config,
+                          shared=self._archive_pool is not None,
+                          archives=lambda: self._archives, listeners=self._bound)
+
+    def _bound(self, point_id: str) -> list[str]:
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for s in self.servers
+                if s.ingress_point.id == point_id for h, p in s.addresses()]
+
+    async def apply_loaded(self, loaded: Config) -> None:
+        """Apply a config the caller already loaded and validated (the Mail Manager API), as a
+        reload applies one: new sessions and messages see it, nothing in flight changes."""
+        async with self._reload_lock:
+            if self._running:
+                await self._apply(loaded)
+
     async def reload(self) -> None:
         """Re-read the config source (the file, and the shared document with SharedState) and
         apply it to new work. An invalid config, or one whose new parts cannot be built,
@@ -382,6 +409,8 @@ class App:
                 log_failed([ConfigProblem(str(self.config.source), "$", str(exc))])
                 return
             await self._apply(loaded)
+            if self.admin is not None and self.admin.api is not None:
+                self.admin.api.invalidate()  # the file or the shared document changed
 
     async def _apply(self, loaded: Config) -> None:
         running = self.config

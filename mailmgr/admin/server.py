@@ -1,5 +1,6 @@
 """The admin HTTP server (aiohttp, same event loop): /healthz/live, /healthz/ready, /metrics,
-and the /queue routes of `mailmgr queue` (mailmgr.admin.queue_api) when given a QueueService.
+the /queue routes of `mailmgr queue` (mailmgr.admin.queue_api) when given a QueueService, and the
+Mail Manager API (mailmgr.admin.api) when given an ApiService.
 
 Readiness is set by the composition root (mailmgr.app): ready once recovery finished and every
 SMTP listener is bound, while the spool is writable (its latest write succeeded and its folder
@@ -13,12 +14,17 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from mailmgr.admin.api.protocol import MAX_REQUEST_BYTES, ApiRoutes
+from mailmgr.admin.api.service import ApiService
 from mailmgr.admin.metrics import CONTENT_TYPE, Metrics
 from mailmgr.admin.queue_api import QueueRoutes
 from mailmgr.config.models import AdminSettings
 from mailmgr.queue.service import QueueService
 
 _PROBES = ("/healthz/live", "/healthz/ready")
+# The Mail Manager API authenticates its own requests (SigV4 or the bearer token, see
+# mailmgr.admin.api.protocol); its upload and download URLs are pre-signed.
+_API_PREFIXES = ("/service/MailManagerSvc/", "/api/")
 
 
 async def _anonymous(request: web.Request, response: web.StreamResponse) -> None:
@@ -35,7 +41,7 @@ class AdminServer:
     /healthz/* (401 otherwise)."""
 
     def __init__(self, settings: AdminSettings, metrics: Metrics,
-                 queue: QueueService | None = None) -> None:
+                 queue: QueueService | None = None, api: ApiService | None = None) -> None:
         self._settings = settings
         self._metrics = metrics
         self._queue = queue
@@ -45,13 +51,16 @@ class AdminServer:
         self.ready = False
         self.draining = False
         self.addresses: list[str] = []  # as `start` returned them
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._auth], client_max_size=MAX_REQUEST_BYTES)
         app.on_response_prepare.append(_anonymous)
         app.router.add_get("/healthz/live", self._live)
         app.router.add_get("/healthz/ready", self._ready)
         app.router.add_get("/metrics", self._scrape)
         if queue is not None:
             QueueRoutes(queue).register(app.router)
+        self.api = api
+        if api is not None:
+            ApiRoutes(api, settings).register(app.router)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._started = False
 
@@ -76,7 +85,9 @@ class AdminServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self._expected is not None and request.path not in _PROBES:
+        if self._expected is not None and request.path not in _PROBES and not (
+                self.api is not None and (request.path == "/"
+                                          or request.path.startswith(_API_PREFIXES))):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             # The scheme is case-insensitive (RFC 7235 §2.1); the token is compared in
             # constant time.

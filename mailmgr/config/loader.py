@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from mailmgr.config.analyzers import build_analyzers
 from mailmgr.config.documents import load_document
+from mailmgr.config.extension_tags import apply_tags, unknown_tags
 from mailmgr.config.fields import Ctx, Sink, brief, check_keys, index_path, key_path, type_name
 from mailmgr.config.ids import ID_PATTERN, KINDS, ResourceKind, derive_id, make_arn
 from mailmgr.config.models import Config, ServerConfig
@@ -104,6 +105,10 @@ def _declare(
         extra = READ_ONLY_KEYS
     if kind is ResourceKind.INGRESS_POINT and entry.get("IngressPointConfiguration") == {}:
         entry = {k: v for k, v in entry.items() if k != "IngressPointConfiguration"}
+    for tag in unknown_tags(kind, entry):
+        ctx.problem(key_path(path, "Tags"), f"tag {brief(tag, 60)}: no mailmgr: tag of that "
+                    f"name applies to a {kind} (see the README: extension tags)")
+    entry = apply_tags(kind, entry)
     valid = bool(_guard(ctx, path, lambda: Validator(ctx, extra).validate(
         entry, info.shape, path)))
     name = entry.get(info.name_key)
@@ -175,6 +180,21 @@ def load_shared(path: Path, document: dict[str, Any], label: str) -> Config:
     check_keys(shared, document, RESOURCE_KEYS, "$")
     return _build_config(local, data.get("Server"), shared, merge_resources(data, document),
                          path)
+
+
+def load_resources(path: Path, document: dict[str, Any], label: str) -> Config:
+    """The local file `path`'s `Server` section with the resource sections of `document` in
+    place of the file's own (no host-bound merge: `document` already is this host's, e.g. the
+    file's resources with the Mail Manager API's changes on top). Problems in the document are
+    reported against `label`. Raises ConfigError with every problem."""
+    path = Path(path)
+    sink = Sink()
+    local = Ctx(str(path), path.parent, sink)
+    data = _read_root(local, path)
+    resources = Ctx(label, path.parent, sink)
+    check_keys(resources, document, RESOURCE_KEYS, "$")
+    return _build_config(local, data.get("Server"), resources,
+                         {k: v for k, v in document.items() if k in RESOURCE_KEYS}, path)
 
 
 def _build_config(server_ctx: Ctx, server_raw: Any, ctx: Ctx, data: dict[str, Any],

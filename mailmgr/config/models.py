@@ -21,6 +21,7 @@ from mailmgr.config.analyzer_models import DnsblZoneType as DnsblZoneType
 from mailmgr.config.analyzer_models import RspamdSettings as RspamdSettings
 from mailmgr.config.server_models import AdminSettings as AdminSettings
 from mailmgr.config.server_models import AnalysisSettings as AnalysisSettings
+from mailmgr.config.server_models import ApiCredentials as ApiCredentials
 from mailmgr.config.server_models import ListenAddress as ListenAddress
 from mailmgr.config.server_models import RetryPolicy as RetryPolicy
 from mailmgr.config.server_models import ServerConfig as ServerConfig

@@ -26,6 +26,7 @@ from mailmgr.config.fleet import parse_processes, parse_shared_state
 from mailmgr.config.models import (
     AdminSettings,
     AnalysisSettings,
+    ApiCredentials,
     ListenAddress,
     RetryPolicy,
     ServerConfig,
@@ -209,7 +210,8 @@ def _parse_limits(ctx: Ctx, server: dict[Any, Any], path: str) -> ServerLimits:
 def _parse_admin(ctx: Ctx, server: dict[Any, Any], path: str) -> AdminSettings:
     """`Server.Admin`: Listen (default 127.0.0.1:9025, [] = off), TokenFile, DrainSeconds."""
     where = key_path(path, "Admin")
-    section = _section(ctx, server, "Admin", path, ("Listen", "TokenFile", "DrainSeconds"))
+    section = _section(ctx, server, "Admin", path,
+                       ("Listen", "TokenFile", "DrainSeconds", "Credentials"))
     texts = ([(DEFAULT_ADMIN_LISTEN, key_path(where, "Listen"))]
              if section.get("Listen") is None else str_list(ctx, section, "Listen", where))
     listen: list[ListenAddress] = []
@@ -223,7 +225,31 @@ def _parse_admin(ctx: Ctx, server: dict[Any, Any], path: str) -> AdminSettings:
     token = None if token_file is None else _read_token(ctx, token_file,
                                                          key_path(where, "TokenFile"))
     return AdminSettings(listen=tuple(listen), token=token,
-                         drain_seconds=5.0 if drain is None else drain)
+                         drain_seconds=5.0 if drain is None else drain,
+                         credentials=_parse_credentials(ctx, section, where))
+
+
+_ACCESS_KEY = re.compile(r"[A-Za-z0-9_]{1,128}")
+
+
+def _parse_credentials(ctx: Ctx, admin: dict[Any, Any], path: str) -> ApiCredentials | None:
+    """`Server.Admin.Credentials: {AccessKeyId, SecretAccessKeyFile}`: SigV4 verification of
+    the Mail Manager API (absent: any signature is accepted)."""
+    if admin.get("Credentials") is None:
+        return None
+    where = key_path(path, "Credentials")
+    section = _section(ctx, admin, "Credentials", path, ("AccessKeyId", "SecretAccessKeyFile"))
+    key = opt_str(ctx, section, "AccessKeyId", where)
+    secret_file = opt_str(ctx, section, "SecretAccessKeyFile", where)
+    if key is None or secret_file is None:
+        ctx.problem(where, "Credentials needs AccessKeyId and SecretAccessKeyFile")
+        return None
+    if not _ACCESS_KEY.fullmatch(key):
+        ctx.problem(key_path(where, "AccessKeyId"), "an access key ID is 1-128 letters, digits "
+                    "and underscores (like AKIDLOCAL)")
+        return None
+    secret = _read_token(ctx, secret_file, key_path(where, "SecretAccessKeyFile"))
+    return None if secret is None else ApiCredentials(key, secret)
 
 
 _ANALYSIS_TIMEOUT_MAX = 300.0  # seconds; as each analyzer's own Timeout

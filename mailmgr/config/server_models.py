@@ -58,6 +58,15 @@ class ServerLimits:
 
 
 @dataclass(frozen=True)
+class ApiCredentials:
+    """`Server.Admin.Credentials`: the one access key the Mail Manager API accepts (SigV4).
+    The secret is SecretAccessKeyFile's content; never logged and not part of repr."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class AdminSettings:
     """`Server.Admin`: the admin HTTP listener (probes, metrics). No addresses = off.
 
@@ -67,6 +76,7 @@ class AdminSettings:
     listen: tuple[ListenAddress, ...] = ()
     token: str | None = field(default=None, repr=False)
     drain_seconds: float = 5.0  # readiness 503 before the SMTP listeners close on SIGTERM
+    credentials: ApiCredentials | None = None  # None: the API accepts any signature
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Where a running server's configuration comes from: its file (`FileSource`), or its file plus
+"""Where a running server's configuration comes from: its file with the Mail Manager API's
+changes on top (`FileSource`), or its file plus
 the fleet's shared document in PostgreSQL (`shared_source.SharedSource`, which also watches for
 pushes). Both feed App.reload, the path SIGHUP uses.
 """
@@ -10,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from mailmgr.config import load
 from mailmgr.config.models import Config
+from mailmgr.state.api_store import load_with_overlay, state_path
 
 
 class ConfigSource(Protocol):
@@ -32,7 +33,9 @@ class FileSource:
         self.path = path
 
     async def load(self) -> Config:
-        return await asyncio.get_running_loop().run_in_executor(None, load, self.path)
+        """The file with the Mail Manager API's state file on top (mailmgr.state.api_store)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, load_with_overlay, self.path)
 
     def watch(self, on_change: Callable[[], None]) -> None:
         return None
@@ -48,7 +51,10 @@ async def open_source(config: Config) -> tuple[ConfigSource, Config]:
     shared document this host cannot load is a ConfigError."""
     settings = config.server.shared_state
     if settings is None:
-        return FileSource(config.source), config
+        local = FileSource(config.source)
+        if not state_path(config).exists():
+            return local, config
+        return local, await local.load()
     from mailmgr.state.postgres import SharedStateError  # the driver: only with SharedState
     from mailmgr.state.shared_source import SharedSource
 

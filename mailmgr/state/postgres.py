@@ -53,6 +53,13 @@ MIGRATIONS: list[Migration] = [
             pushed_by text NOT NULL,
             pushed_at timestamptz NOT NULL DEFAULT now()
         )"""),
+    # --- version 3: the Mail Manager API's metadata (mailmgr/state/api_store.py) ---
+    Migration(3, "Mail Manager API metadata", """
+        CREATE TABLE mailmgr_api_meta (
+            name text PRIMARY KEY,
+            value text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )"""),
 ]
 
 

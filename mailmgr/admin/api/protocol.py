@@ -1,0 +1,218 @@
+"""The Mail Manager API's wire protocols on the admin listener (interface.md, admin endpoints):
+
+- AWS JSON 1.0: `POST /`, `X-Amz-Target: MailManagerSvc.<Operation>`, what botocore's
+  `mailmanager` client (boto3, aws-cli) sends;
+- smithy RPC v2 CBOR: `POST /service/MailManagerSvc/operation/<Operation>`, `application/cbor`,
+  for SDKs whose model prefers it.
+
+Both: authentication (SigV4 with `Server.Admin.Credentials`, else the bearer token when one is
+set, else none), input validation against the model (the config loader's walker), the operation
+(mailmgr.admin.api.registry), the output shape, and errors as `{"__type", "message"}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from aiohttp import web
+
+from mailmgr import logs
+from mailmgr.admin.api import sigv4
+from mailmgr.admin.api.errors import ApiError, validation
+from mailmgr.admin.api.registry import REFUSED, Handler, operations
+from mailmgr.admin.api.service import ApiService
+from mailmgr.admin.api.shapes import decode_input, encode_output, input_shape, output_shape
+from mailmgr.config.fields import Ctx, Sink, one_line
+from mailmgr.config.models import AdminSettings
+from mailmgr.config.schema import Validator, service_model
+
+JSON_TYPE = "application/x-amz-json-1.0"
+CBOR_TYPE = "application/cbor"
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # as the largest config document (documents.py)
+MAX_CBOR_DEPTH = 64
+# cbor2 turns these tags into Python objects (regexes, MIME messages, sets, shared references):
+# a request may carry none of them. Tag 1 (epoch time) is how RPC v2 CBOR sends timestamps.
+_SEMANTIC_TAGS = (0, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261,
+                  1004, 55799)
+_SCALARS = (str, int, float, bool, bytes, type(None), dt.datetime)
+
+
+class _RefusedTag(Exception):
+    pass
+
+
+def _refuse_tag(*_: Any) -> Any:
+    raise _RefusedTag
+
+
+_CBOR_DECODERS: dict[int, Callable[[Any, bool], Any]] = {t: _refuse_tag for t in _SEMANTIC_TAGS}
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Only the data model RPC v2 CBOR uses (maps with string keys, lists, scalars)."""
+    if depth > MAX_CBOR_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v, depth + 1) for v in value)
+    return isinstance(value, _SCALARS)
+
+
+def decode_cbor(body: bytes) -> dict[str, Any]:
+    """The request map of a CBOR body (empty body: {}). Raises ApiError (SerializationException)."""
+    if not body:
+        return {}
+    try:
+        value = cbor2.loads(body, semantic_decoders=_CBOR_DECODERS, tag_hook=_refuse_tag,
+                            max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
+    except (cbor2.CBORDecodeError, RecursionError, ValueError, _RefusedTag):
+        raise ApiError("SerializationException", "the body is not a valid CBOR map of the "
+                       "RPC v2 CBOR data model (tags other than 1 are not accepted)") from None
+    if not isinstance(value, dict) or not _plain(value):
+        raise ApiError("SerializationException", "the body must be a CBOR map with string keys")
+    return value
+
+
+def decode_json(body: bytes) -> dict[str, Any]:
+    """The request object of an AWS JSON 1.0 body (empty body: {}). Raises ApiError."""
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError("SerializationException", "the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError("SerializationException", "the body must be a JSON object")
+    return value
+
+
+def extra_keys(operation: str) -> tuple[str, ...]:
+    from mailmgr.admin.api.resources import EXTRA_INPUT_KEYS
+
+    return EXTRA_INPUT_KEYS.get(operation, ())
+
+
+def validate_request(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` checked against the operation's input shape (extension keys allowed where
+    interface.md allows them), decoded. Raises ApiError (ValidationException naming every
+    field that is wrong)."""
+    shape = input_shape(operation)
+    if shape is None:
+        if params:
+            raise validation(f"{operation} takes no parameters")
+        return {}
+    sink = Sink()
+    Validator(Ctx("request", Path("."), sink), extra_keys(operation)).validate(
+        params, shape.name, "$")
+    if sink.problems:
+        count = len(sink.problems) + sink.dropped
+        lines = [f"{_field(p.path)}: {p.message}" for p in sink.problems[:5]]
+        noun = "error" if count == 1 else "errors"
+        raise validation(one_line(f"{count} validation {noun} detected: " + "; ".join(lines),
+                                  4000))
+    return dict(decode_input(params, shape))
+
+
+def _field(path: str) -> str:
+    return path[2:] if path.startswith("$.") else ("(request)" if path == "$" else path)
+
+
+class ApiRoutes:
+    """The two API routes, bound to one ApiService."""
+
+    def __init__(self, service: ApiService, settings: AdminSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.handlers: dict[str, Handler] = operations()
+        self.model_operations = frozenset(service_model().operation_names)
+        self._bearer = None if settings.token is None else f"Bearer {settings.token}".encode()
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/", self._json)
+        router.add_post("/service/MailManagerSvc/operation/{operation}", self._cbor)
+        from mailmgr.admin.api import address_members, archive_ops
+
+        for module in (address_members, archive_ops):
+            module.register_routes(router, self.service)
+
+    async def _json(self, request: web.Request) -> web.Response:
+        prefix, _, operation = request.headers.get("X-Amz-Target", "").partition(".")
+        body = await request.read()
+        try:
+            if prefix != "MailManagerSvc" or not operation:
+                raise ApiError("UnknownOperationException",
+                               "X-Amz-Target must be MailManagerSvc.<Operation>")
+            self._authenticate(request, body)
+            answer = await self._call(request, operation, decode_json(body), cbor=False)
+        except ApiError as exc:
+            return self._error(exc, operation, cbor=False)
+        return web.Response(body=json.dumps(answer, ensure_ascii=False).encode(),
+                            content_type=JSON_TYPE)
+
+    async def _cbor(self, request: web.Request) -> web.Response:
+        operation = request.match_info["operation"]
+        body = await request.read()
+        try:
+            self._authenticate(request, body)
+            answer = await self._call(request, operation, decode_cbor(body), cbor=True)
+        except ApiError as exc:
+            return self._error(exc, operation, cbor=True)
+        return web.Response(body=cbor2.dumps(answer, datetime_as_timestamp=True),
+                            headers={"Content-Type": CBOR_TYPE,
+                                     "smithy-protocol": "rpc-v2-cbor"})
+
+    def _authenticate(self, request: web.Request, body: bytes) -> None:
+        credentials = self.settings.credentials
+        if credentials is not None:
+            sigv4.verify(request.method, str(request.url), request.headers, body,
+                         credentials.access_key_id, credentials.secret_access_key)
+            return
+        if self._bearer is not None:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            given = f"{scheme.capitalize()} {token.strip()}".encode("utf-8", "replace")
+            if not hmac.compare_digest(given, self._bearer):
+                raise ApiError("MissingAuthenticationTokenException",
+                               "the admin listener has a TokenFile: send it as a bearer token, "
+                               "or set Server.Admin.Credentials to use SigV4 (aws-cli, SDKs)")
+
+    async def _call(self, request: web.Request, operation: str, params: dict[str, Any],
+                    *, cbor: bool) -> Any:
+        handler = self.handlers.get(operation)
+        if handler is None:
+            if operation in REFUSED:
+                raise validation(f"{operation} is not supported by mailmgr: "
+                                 f"{REFUSED[operation]}")
+            raise ApiError("UnknownOperationException",
+                           f"{one_line(operation, 100)} is not a Mail Manager operation")
+        checked = validate_request(operation, params)
+        self.service.base_url = f"{request.scheme}://{request.host}"
+        try:
+            answer = await handler(self.service, checked)
+        except ApiError:
+            raise
+        except Exception as exc:
+            logs.error("api.failed", operation=operation, error=f"{type(exc).__name__}: {exc}")
+            raise ApiError("InternalFailure", "mailmgr failed to run the operation; the server "
+                           "log has the details (api.failed)") from None
+        logs.event("api.call", operation=operation)
+        shape = output_shape(operation)
+        return {} if shape is None else encode_output(answer, shape, cbor=cbor)
+
+    def _error(self, exc: ApiError, operation: str, *, cbor: bool) -> web.Response:
+        if exc.status >= 500:
+            logs.warning("api.error", operation=one_line(operation, 100), code=exc.code)
+        body = {"__type": exc.code, "message": exc.message}
+        if cbor:
+            return web.Response(status=exc.status, body=cbor2.dumps(body),
+                                headers={"Content-Type": CBOR_TYPE,
+                                         "smithy-protocol": "rpc-v2-cbor"})
+        return web.Response(status=exc.status, body=json.dumps(body).encode(),
+                            content_type=JSON_TYPE,
+                            headers={"x-amzn-ErrorType": exc.code})
