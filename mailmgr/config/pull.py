@@ -16,11 +16,9 @@ from typing import Any
 
 from mailmgr.config.analyzer_models import RESULT_FIELDS, AnalyzerEngine
 from mailmgr.config.analyzers import ARN_PATTERN, NAME_PATTERN, instance_id
+from mailmgr.config.extension_tags import PREFIX as TAG_PREFIX
 
 PLACEHOLDER = "mailmgr placeholder: "
-# interface.md: extension settings of API-created resources travel as `mailmgr:` tags; the
-# loader maps them to the keys, so a point with such tags gets no placeholder for them.
-TAG_PREFIX = "mailmgr:"
 FIRST_PORT = 2525  # placeholder listeners: one port per ingress point, unprivileged
 HOSTNAME = "mx.example.invalid"
 # Request fields kept per section (the Create*Request shape plus the explicit ID), in the order
@@ -108,6 +106,8 @@ def _with_tags(entry: dict[str, Any], item: PulledResource) -> dict[str, Any]:
 
 
 def _extension_tags(item: PulledResource) -> set[str]:
+    """Names of the `mailmgr:` tags (extension settings of API-created resources, which the
+    loader applies): a point that has them gets no placeholder for those keys."""
     return {k[len(TAG_PREFIX):] for k, _ in item.tags if k.startswith(TAG_PREFIX)}
 
 
