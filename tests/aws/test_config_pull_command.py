@@ -1,9 +1,10 @@
-"""`mailmgr config pull`'s expected failures, through the real command: each is one line on
-stderr and exit status 1, never a traceback.
+"""`mailmgr config pull` through the real command against a small Mail Manager endpoint: every
+page is read and Get* calls are bounded; each expected failure is one line on stderr and exit
+status 1, never a traceback.
 
-AccessDenied and throttling come from a small aiohttp server on an ephemeral port that answers
-Mail Manager's routes (smithy-rpc-v2-cbor, what botocore uses for `mailmanager`, and AWS JSON
-1.0) with AWS error bodies: the seam for errors that mailmgr's own API never gives."""
+The endpoint is an aiohttp server on an ephemeral port answering Mail Manager's routes
+(smithy-rpc-v2-cbor, what botocore uses for `mailmanager`, and AWS JSON 1.0): the seam for
+AccessDenied, throttling and paging that mailmgr's own API does not produce on demand."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import asyncio
 import json
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import cbor2
 import pytest
+import yaml
 from aiohttp import web
 
-from mailmgr.aws.mailmanager_pull import MAX_ATTEMPTS
+from mailmgr.aws.mailmanager_pull import GET_CONCURRENCY, MAX_ATTEMPTS
 from tests.support import ROOT
 
 
@@ -53,38 +57,24 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-def _cbor_text(text: str) -> bytes:
-    data = text.encode()
-    if len(data) < 24:
-        return bytes([0x60 + len(data)]) + data
-    if len(data) < 256:
-        return bytes([0x78, len(data)]) + data
-    return bytes([0x79]) + len(data).to_bytes(2, "big") + data
-
-
-def cbor_map(items: dict[str, str]) -> bytes:
-    """CBOR (RFC 8949) of a small map of text strings: all an error body needs."""
-    assert len(items) < 24
-    return bytes([0xA0 + len(items)]) + b"".join(
-        _cbor_text(k) + _cbor_text(v) for k, v in items.items())
-
-
-Answer = Callable[[str], tuple[int, dict[str, str]]]  # operation -> (status, body)
+Answer = Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+"""(operation, request parameters) -> (HTTP status, response body)."""
 
 
 @pytest.fixture
-async def fake_api() -> AsyncIterator[Callable[[Answer], asyncio.Future[str]]]:
+async def fake_api() -> AsyncIterator[Callable[[Answer], Awaitable[str]]]:
     runners: list[web.AppRunner] = []
 
     async def start(answer: Answer) -> str:
         async def cbor(request: web.Request) -> web.Response:
-            status, body = answer(request.match_info["op"])
-            return web.Response(status=status, body=cbor_map(body), headers={
+            raw = await request.read()
+            status, body = await answer(request.match_info["op"], cbor2.loads(raw) if raw else {})
+            return web.Response(status=status, body=cbor2.dumps(body), headers={
                 "Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"})
 
         async def json_route(request: web.Request) -> web.Response:
             operation = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
-            status, body = answer(operation)
+            status, body = await answer(operation, json.loads(await request.read() or b"{}"))
             return web.Response(status=status, text=json.dumps(body),
                                 content_type="application/x-amz-json-1.0")
 
@@ -93,15 +83,16 @@ async def fake_api() -> AsyncIterator[Callable[[Answer], asyncio.Future[str]]]:
         app.router.add_post("/", json_route)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
-    yield start  # type: ignore[misc]
+    yield start
     for runner in runners:
         await runner.cleanup()
+
+
+FakeApi = Callable[[Answer], Awaitable[str]]
 
 
 async def test_no_credentials_is_one_line(tmp_path: Path) -> None:
@@ -128,10 +119,12 @@ async def test_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:
     assert one_line(err) == f"mailmgr: config pull: cannot reach http://127.0.0.1:{port}/"
 
 
-async def test_access_denied_is_one_line(
-        tmp_path: Path, fake_api: Callable[..., asyncio.Future[str]]) -> None:
-    url = await fake_api(lambda op: (403, {"__type": "AccessDeniedException",
-                                           "message": f"not allowed to call {op}"}))
+async def test_access_denied_is_one_line(tmp_path: Path, fake_api: FakeApi) -> None:
+    async def answer(operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return 403, {"__type": "AccessDeniedException",
+                     "message": f"not allowed to call {operation}"}
+
+    url = await fake_api(answer)
     code, out, err = await pull(aws_env(tmp_path), "--endpoint-url", url)
     assert code == 1 and out == ""
     line = one_line(err)
@@ -141,10 +134,10 @@ async def test_access_denied_is_one_line(
 
 
 async def test_throttling_after_botocores_retries_is_one_line(
-        tmp_path: Path, fake_api: Callable[..., asyncio.Future[str]]) -> None:
+        tmp_path: Path, fake_api: FakeApi) -> None:
     calls: dict[str, int] = {}
 
-    def answer(operation: str) -> tuple[int, dict[str, str]]:
+    async def answer(operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         calls[operation] = calls.get(operation, 0) + 1
         if operation == "ListRuleSets":
             return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
@@ -157,11 +150,11 @@ async def test_throttling_after_botocores_retries_is_one_line(
     assert calls["ListRuleSets"] == MAX_ATTEMPTS  # botocore retried before giving up
 
 
-async def test_an_empty_account_pulls_a_server_section(
-        tmp_path: Path, fake_api: Callable[..., asyncio.Future[str]]) -> None:
+async def test_an_empty_account_pulls_a_server_section(tmp_path: Path, fake_api: FakeApi
+                                                      ) -> None:
     calls: list[str] = []
 
-    def answer(operation: str) -> tuple[int, dict[str, str]]:
+    async def answer(operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         calls.append(operation)
         return 200, {}
 
@@ -174,3 +167,60 @@ async def test_an_empty_account_pulls_a_server_section(
     assert f"region eu-central-1, {url}, at " in out
     assert "\nServer:\n" in out and "Region: eu-central-1" in out
     assert "IngressPoints" not in out
+
+
+async def test_every_page_is_read_and_get_calls_are_bounded(tmp_path: Path, fake_api: FakeApi
+                                                            ) -> None:
+    """25 rule sets over 3 List pages, an address list whose 25 members come in 3 pages: all
+    are pulled, and no more than GET_CONCURRENCY Get*/ListTags calls are in flight at once."""
+    rule_sets = [f"rs-{i:02d}" for i in range(25)]
+    members = [f"m{i:02d}@example.test" for i in range(25)]
+    arn = "arn:aws:ses:eu-west-1:111122223333:mailmanager-{}/{}"
+    in_flight = peak = 0
+
+    def page(items: list[Any], params: dict[str, Any], key: str) -> dict[str, Any]:
+        start = int(params.get("NextToken") or 0)
+        body: dict[str, Any] = {key: items[start:start + 10]}
+        if start + 10 < len(items):
+            body["NextToken"] = str(start + 10)
+        return body
+
+    async def answer(operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        nonlocal in_flight, peak
+        if operation == "ListRuleSets":
+            return 200, page([{"RuleSetId": i, "RuleSetName": i} for i in rule_sets], params,
+                             "RuleSets")
+        if operation == "ListAddressLists":
+            return 200, {"AddressLists": [{"AddressListId": "al-big", "AddressListName": "big"}]}
+        if operation == "ListMembersOfAddressList":
+            assert params["AddressListId"] == "al-big"
+            return 200, page([{"Address": m} for m in members], params, "Addresses")
+        if operation.startswith("List") and operation != "ListTagsForResource":
+            return 200, {}
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        if operation == "GetRuleSet":
+            rid = params["RuleSetId"]
+            return 200, {"RuleSetId": rid, "RuleSetName": rid,
+                         "RuleSetArn": arn.format("rule-set", rid),
+                         "Rules": [{"Name": "drop", "Actions": [{"Drop": {}}]}]}
+        if operation == "GetAddressList":
+            return 200, {"AddressListId": "al-big", "AddressListName": "big",
+                         "AddressListArn": arn.format("address-list", "al-big")}
+        assert operation == "ListTagsForResource", operation
+        return 200, {"Tags": [{"Key": "id", "Value": params["ResourceArn"].rsplit("/", 1)[1]}]}
+
+    url = await fake_api(answer)
+    code, out, err = await pull(aws_env(tmp_path), "--endpoint-url", url)
+    assert code == 0, err
+    document = yaml.safe_load(out)
+    assert [r["RuleSetId"] for r in document["RuleSets"]] == rule_sets
+    assert all(r["Tags"] == [{"Key": "id", "Value": r["RuleSetId"]}]
+               for r in document["RuleSets"])
+    assert document["AddressLists"] == [{
+        "AddressListName": "big", "AddressListId": "al-big", "Members": members,
+        "Tags": [{"Key": "id", "Value": "al-big"}]}]
+    assert document["Server"]["AccountId"] == "111122223333"
+    assert 1 < peak <= GET_CONCURRENCY
