@@ -108,12 +108,16 @@ def pull_env(tmp_path: Path) -> dict[str, str]:
             "AWS_ACCESS_KEY_ID": "AKIDPULLTEST", "AWS_SECRET_ACCESS_KEY": "pull-test-secret"}
 
 
-def run_pull(api: ApiServer, out: Path) -> str:
-    done = subprocess.run(
+def pull(api: ApiServer, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "mailmgr", "config", "pull", "--endpoint-url", api.url,
          "--region", "us-east-1"],
         capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL,
-        env=pull_env(api.tmp_path))
+        env={**pull_env(api.tmp_path), **env})
+
+
+def run_pull(api: ApiServer, out: Path) -> str:
+    done = pull(api)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     out.write_text(done.stdout)
@@ -210,3 +214,24 @@ def test_the_pulled_config_serves_once_its_listeners_are_set(
         assert len(started["listeners"]) == 2
     finally:
         assert server.stop() == 0
+
+
+def test_pull_signs_its_requests_for_a_server_that_verifies_sigv4(
+        api_server_factory: Callable[[dict[str, Any]], ApiServer], tmp_path: Path) -> None:
+    (tmp_path / "admin-secret").write_text("right-secret\n")
+    data = basic_config(tmp_path)
+    data["Server"]["Admin"]["Credentials"] = {
+        "AccessKeyId": "AKIDPULLTEST", "SecretAccessKeyFile": str(tmp_path / "admin-secret")}
+    api = api_server_factory(data)
+
+    refused = pull(api, AWS_SECRET_ACCESS_KEY="wrong-secret")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("mailmgr: config pull: List")
+    assert "InvalidSignatureException" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stderr
+
+    accepted = pull(api, AWS_SECRET_ACCESS_KEY="right-secret")
+    assert accepted.returncode == 0, accepted.stderr
+    document = yaml.safe_load(accepted.stdout)
+    assert [p["IngressPointName"] for p in document["IngressPoints"]] == ["inbound"]
+    assert "right-secret" not in accepted.stdout
