@@ -7,6 +7,7 @@ notes that config/pull_render.py turns into YAML comments.
 
 from __future__ import annotations
 
+import copy
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
@@ -208,18 +209,28 @@ def _unique(base: str, taken: set[str], limit: int = 64) -> str:
 
 
 def _analyzers(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Note]]:
+    """One analyzer per add-on the conditions name. ARNs of one add-on instance in another
+    region or account share it: the loader matches them by instance ID, and refuses two
+    analyzers with the same one."""
     uses: dict[str, _AnalyzerUse] = {}
-    for section, at_rcpt in (("TrafficPolicies", True), ("RuleSets", False)):
-        for expression, key, value in _walk(document.get(section, [])):
-            if key == "Analysis" and isinstance(value, Mapping) and "Analyzer" in value:
-                use = uses.setdefault(str(value["Analyzer"]), _AnalyzerUse())
-                use.fields.add((expression, str(value.get("ResultField", ""))))
-                use.at_rcpt |= at_rcpt
+    first_ref: dict[str, str] = {}
+    refs = sorted((str(value["Analyzer"]), expression, str(value.get("ResultField", "")),
+                   at_rcpt)
+                  for section, at_rcpt in (("TrafficPolicies", True), ("RuleSets", False))
+                  for expression, key, value in _walk(document.get(section, []))
+                  if key == "Analysis" and isinstance(value, Mapping) and "Analyzer" in value)
+    for ref, expression, result_field, at_rcpt in refs:
+        group = instance_id(ref) or ref
+        first_ref.setdefault(group, ref)
+        use = uses.setdefault(group, _AnalyzerUse())
+        use.fields.add((expression, result_field))
+        use.at_rcpt |= at_rcpt
     entries: list[dict[str, Any]] = []
     notes: list[Note] = []
     names: set[str] = set()
-    for i, ref in enumerate(sorted(uses)):
-        engine, fits = _engine(uses[ref])
+    for i, group in enumerate(sorted(uses)):
+        ref = first_ref[group]
+        engine, fits = _engine(uses[group])
         entry: dict[str, Any]
         if ARN_PATTERN.fullmatch(ref):
             entry = {"Name": _unique(instance_id(ref), names), "AnalyzerArn": ref}
@@ -227,8 +238,8 @@ def _analyzers(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Not
             entry = {"Name": _unique(ref, names)}
         else:
             entry = {"Name": _unique(ref.rsplit("/", 1)[-1], names)}
-        entry[engine.value] = _ENGINE_SETTINGS[engine]
-        used = ", ".join(sorted({f for _, f in uses[ref].fields}))
+        entry[engine.value] = copy.deepcopy(_ENGINE_SETTINGS[engine])
+        used = ", ".join(sorted({f for _, f in uses[group].fields}))
         text = (f"the local engine behind this add-on (result fields used: {used}): set its "
                 f"{engine.value} settings, or pick another engine.")
         if not fits:

@@ -282,18 +282,27 @@ def test_an_empty_account_is_a_server_section_only(tmp_path: Path) -> None:
     assert config.load(path).server.region == "ap-south-1"
 
 
-def test_analyzer_engine_follows_the_result_fields_and_names_stay_unique() -> None:
-    clash = f"arn:aws:ses:us-east-1:{ACCOUNT}:addon-instance/ai-abcdef0123"  # same instance ID
+def test_analyzer_engine_follows_the_result_fields_and_one_instance_is_one_analyzer(
+        tmp_path: Path) -> None:
+    other_region = f"arn:aws:ses:us-east-1:{ACCOUNT}:addon-instance/ai-abcdef0123"
     acct = account()
     rule_set = copy.deepcopy(dict(acct.resources["RuleSets"][0].response))
     rule_set["Rules"].append({"Name": "virus", "Conditions": [{"StringExpression": {
         "Evaluate": {"Analysis": {"Analyzer": "trend", "ResultField": "addon.category"}},
         "Operator": "EQUALS", "Values": ["clean"]}}, {"BooleanExpression": {
-            "Evaluate": {"Analysis": {"Analyzer": clash, "ResultField": "isListed"}},
+            "Evaluate": {"Analysis": {"Analyzer": other_region, "ResultField": "isListed"}},
             "Operator": "IS_TRUE"}}], "Actions": [{"Drop": {}}]})
     pulled = convert(Account(REGION, None, WHEN, {**acct.resources,
                                                   "RuleSets": (PulledResource(rule_set),)}))
     by_ref = {a.get("AnalyzerArn", a["Name"]): a for a in pulled.document["Analyzers"]}
     assert by_ref["trend"] == {"Name": "trend", "Rspamd": {"Url": "http://127.0.0.1:11333"}}
-    assert by_ref[clash]["Name"] != by_ref[ADDON]["Name"]
-    assert "Dnsbl" in by_ref[ADDON]
+    # the same add-on instance named from another region: one analyzer serves both references
+    assert other_region not in by_ref and "Dnsbl" in by_ref[ADDON]
+    assert len(by_ref) == 3
+    path = tmp_path / "mailmgr.yaml"
+    text = render(pulled)
+    assert "&id" not in text and "*id" not in text  # no YAML anchors between entries
+    path.write_text(text)
+    loaded = config.load(path)
+    virus = loaded.rule_sets[0].rules[-1]
+    assert [c.analysis.analyzer for c in virus.conditions] == ["trend", "ai-abcdef0123"]
