@@ -146,7 +146,8 @@ def _ingress_point(item: PulledResource, section_index: int, port: int,
         note("Listen", "where this ingress point accepts SMTP (AWS has no such setting), "
                        "e.g. [\"0.0.0.0:25\"]; each point needs its own address.")
     needs_certificate = (r.get("Type") in ("AUTH", "MTLS")
-                         or r.get("TlsPolicy") in ("REQUIRED", "FIPS"))
+                         or r.get("TlsPolicy") in ("REQUIRED", "FIPS")
+                         or "TlsWrappedListen" in extension)
     if needs_certificate and not {"CertificateFile", "PrivateKeyFile"} <= extension:
         entry["TlsCertificate"] = {"CertificateFile": "certs/server.pem",
                                    "PrivateKeyFile": "certs/server.key"}

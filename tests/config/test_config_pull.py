@@ -260,7 +260,7 @@ def test_secret_and_trust_store_configurations_map_back_to_the_request_shape() -
     assert yaml.safe_load(text)["IngressPoints"] == pulled.document["IngressPoints"]
 
 
-def test_extension_tags_replace_the_listen_and_certificate_placeholders() -> None:
+def test_extension_tags_replace_the_listen_and_certificate_placeholders(tmp_path: Path) -> None:
     tagged = auth_point(IngressPointId="inp-0tag", IngressPointName="tagged", Type="OPEN",
                         TlsPolicy="REQUIRED", IngressPointAuthConfiguration={})
     tags = (("mailmgr:Listen", "0.0.0.0:25"), ("mailmgr:CertificateFile", "/etc/c.pem"),
@@ -270,6 +270,21 @@ def test_extension_tags_replace_the_listen_and_certificate_placeholders() -> Non
     assert "Listen" not in point and "TlsCertificate" not in point
     assert point["Tags"] == [{"Key": k, "Value": v} for k, v in tags]
     assert not [n for n in pulled.notes if n.section == "IngressPoints" and n.index == 1]
+    (tmp_path / "tagged.yaml").write_text(render(pulled))
+    loaded = config.load(tmp_path / "tagged.yaml")  # the loader applies the mailmgr: tags
+    point_model = next(p for p in loaded.ingress_points if p.name == "tagged")
+    assert [(a.host, a.port) for a in point_model.listen] == [("0.0.0.0", 25)]
+    assert point_model.tls_certificate is not None
+    assert str(point_model.tls_certificate.certificate_file) == "/etc/c.pem"
+    # implicit TLS from a tag needs a certificate even on an OPEN, OPTIONAL point
+    wrapped = auth_point(IngressPointId="inp-0wrap", IngressPointName="wrapped", Type="OPEN",
+                         TlsPolicy="OPTIONAL", IngressPointAuthConfiguration={})
+    pulled = convert(account(IngressPoints=(PulledResource(
+        wrapped.response, tags=(("mailmgr:TlsWrappedListen", "0.0.0.0:465"),)),)))
+    point = next(p for p in pulled.document["IngressPoints"]
+                 if p["IngressPointName"] == "wrapped")
+    assert "Listen" not in point and point["TlsCertificate"]["CertificateFile"] == (
+        "certs/server.pem")
 
 
 def test_an_empty_account_is_a_server_section_only(tmp_path: Path) -> None:
