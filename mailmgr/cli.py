@@ -231,7 +231,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                        common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("config", help="the fleet's shared configuration (Server.SharedState)")
+    p = sub.add_parser("config", help="the fleet's shared configuration (Server.SharedState); "
+                                      "pull one from Mail Manager")
     csub = p.add_subparsers(dest="config_command", required=True)
     c = csub.add_parser("push", parents=[common],
                         help="validate FILE and store its resources as the fleet's config")
