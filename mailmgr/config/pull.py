@@ -136,6 +136,10 @@ def _ingress_point(item: PulledResource, section_index: int, port: int,
              "random. Set the password your clients use (or SecretArn).")
     if configuration:
         entry["IngressPointConfiguration"] = configuration
+    if r.get("Type") == "MTLS" and "TlsAuthConfiguration" not in configuration:
+        note(None, "the endpoint returned no trust store for this MTLS point: add "
+                   "IngressPointConfiguration: {TlsAuthConfiguration: {TrustStore: {CAContent: "
+                   "PEM}}} (`mailmgr certs truststore` prints one).")
     if r.get("Status") in ("CLOSED", "CLOSING"):
         # Status is output-only in AWS, but mailmgr's Status extension can keep a closed point
         # closed; every other state (provisioning, updating, ...) runs as ACTIVE.

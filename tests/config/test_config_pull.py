@@ -255,6 +255,11 @@ def test_secret_and_trust_store_configurations_map_back_to_the_request_shape() -
     assert points["mtls"]["IngressPointConfiguration"]["TlsAuthConfiguration"]["TrustStore"][
         "CAContent"].startswith("-----BEGIN CERTIFICATE-----\nAAA")
     assert "IngressPointConfiguration" not in points["inbound"]
+    bare = auth_point(IngressPointId="inp-0bare", IngressPointName="bare", Type="MTLS",
+                      IngressPointAuthConfiguration={})
+    (note,) = [n for n in convert(account(IngressPoints=(bare,))).notes
+               if n.section == "IngressPoints" and n.index == 0 and n.key is None]
+    assert "returned no trust store for this MTLS point" in note.text
     text = render(pulled)
     assert "CAContent: |" in text  # PEM as a literal block
     assert yaml.safe_load(text)["IngressPoints"] == pulled.document["IngressPoints"]
