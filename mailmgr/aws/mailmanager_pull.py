@@ -208,6 +208,8 @@ async def read_account(options: PullOptions) -> Account:
         async with session.create_client("mailmanager", region_name=region,
                                          endpoint_url=options.endpoint_url,
                                          config=config) as client:
+            # The endpoint really used: also AWS_ENDPOINT_URL[_MAILMANAGER] or AWS's own.
+            shown = shown_url(client.meta.endpoint_url) or shown
             reader = _Reader(client)
             sections = await _all(reader.section(kind) for kind in KINDS)
     except _EXPECTED as exc:

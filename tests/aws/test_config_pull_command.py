@@ -159,8 +159,10 @@ async def test_an_empty_account_pulls_a_server_section(tmp_path: Path, fake_api:
         return 200, {}
 
     url = await fake_api(answer)
-    env = {**aws_env(tmp_path), "AWS_DEFAULT_REGION": "eu-central-1"}
-    code, out, err = await pull(env, "--endpoint-url", url)
+    # botocore's own endpoint override is honoured, and the header names the endpoint used
+    env = {**aws_env(tmp_path), "AWS_DEFAULT_REGION": "eu-central-1",
+           "AWS_ENDPOINT_URL_MAILMANAGER": url}
+    code, out, err = await pull(env)
     assert code == 0, err
     assert sorted(calls) == ["ListAddressLists", "ListArchives", "ListIngressPoints",
                              "ListRelays", "ListRuleSets", "ListTrafficPolicies"]
