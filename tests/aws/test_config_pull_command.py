@@ -25,10 +25,12 @@ from mailmgr.aws.mailmanager_pull import GET_CONCURRENCY, MAX_ATTEMPTS
 from tests.support import ROOT
 
 
-def aws_env(tmp_path: Path, *, credentials: bool = True) -> dict[str, str]:
-    """An environment where nothing of this machine's AWS setup leaks in."""
-    (tmp_path / "aws-config").write_text("")
-    (tmp_path / "aws-credentials").write_text("")
+def aws_env(tmp_path: Path, *, credentials: bool = True, config_file: str = "",
+            credentials_file: str = "") -> dict[str, str]:
+    """An environment where nothing of this machine's AWS setup leaks in (its own AWS config
+    and credentials files with the given text)."""
+    (tmp_path / "aws-config").write_text(config_file)
+    (tmp_path / "aws-credentials").write_text(credentials_file)
     env = {
         "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
         "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
@@ -226,3 +228,23 @@ async def test_every_page_is_read_and_get_calls_are_bounded(tmp_path: Path, fake
         "Tags": [{"Key": "id", "Value": "al-big"}]}]
     assert document["Server"]["AccountId"] == "111122223333"
     assert 1 < peak <= GET_CONCURRENCY
+
+
+async def test_a_named_profile_gives_credentials_and_region(tmp_path: Path, fake_api: FakeApi
+                                                            ) -> None:
+    async def answer(operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return 200, {}
+
+    url = await fake_api(answer)
+    env = aws_env(tmp_path, credentials=False,
+                  config_file="[profile pulltest]\nregion = ap-south-1\n",
+                  credentials_file="[pulltest]\naws_access_key_id = AKIDPROFILE\n"
+                                   "aws_secret_access_key = profile-secret\n")
+    code, out, err = await pull(env, "--profile", "pulltest", "--endpoint-url", url)
+    assert code == 0, err
+    assert f"region ap-south-1, {url}, at " in out and "profile-secret" not in out
+    # an explicit --region wins over the profile's
+    code, out, err = await pull(env, "--profile", "pulltest", "--endpoint-url", url,
+                                "--region", "sa-east-1")
+    assert code == 0, err
+    assert "region sa-east-1," in out
