@@ -126,14 +126,18 @@ class _Reader:
                 return items
 
     async def resource(self, kind: _Kind, resource_id: str) -> PulledResource | None:
-        """One resource with its tags (and members); None when it was deleted after the List."""
+        """One resource with its tags (and members); None when it was deleted after the List
+        (a Get, ListTags or ListMembers answering ResourceNotFoundException)."""
         try:
-            response = await self._call(kind.get_op, **{kind.id_key: resource_id},
-                                        **_GET_EXTRA.get(kind.get_op, {}))
+            return await self._resource(kind, resource_id)
         except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise
+
+    async def _resource(self, kind: _Kind, resource_id: str) -> PulledResource:
+        response = await self._call(kind.get_op, **{kind.id_key: resource_id},
+                                    **_GET_EXTRA.get(kind.get_op, {}))
         tags: list[Mapping[str, str]] = []
         arn = response.get(kind.arn_key)
         if arn:

@@ -175,8 +175,9 @@ async def test_an_empty_account_pulls_a_server_section(tmp_path: Path, fake_api:
 
 async def test_every_page_is_read_and_get_calls_are_bounded(tmp_path: Path, fake_api: FakeApi
                                                             ) -> None:
-    """25 rule sets over 3 List pages, an address list whose 25 members come in 3 pages: all
-    are pulled, and no more than GET_CONCURRENCY Get*/ListTags calls are in flight at once."""
+    """26 rule sets over 3 List pages (one deleted before its Get), an address list whose 25
+    members come in 3 pages: all are pulled (the deleted one skipped), and no more than
+    GET_CONCURRENCY Get*/ListTags calls are in flight at once."""
     rule_sets = [f"rs-{i:02d}" for i in range(25)]
     members = [f"m{i:02d}@example.test" for i in range(25)]
     arn = "arn:aws:ses:eu-west-1:111122223333:mailmanager-{}/{}"
@@ -191,9 +192,9 @@ async def test_every_page_is_read_and_get_calls_are_bounded(tmp_path: Path, fake
 
     async def answer(operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         nonlocal in_flight, peak
-        if operation == "ListRuleSets":
-            return 200, page([{"RuleSetId": i, "RuleSetName": i} for i in rule_sets], params,
-                             "RuleSets")
+        if operation == "ListRuleSets":  # and one deleted between the List and its Get
+            return 200, page([{"RuleSetId": i, "RuleSetName": i}
+                              for i in [*rule_sets, "rs-gone"]], params, "RuleSets")
         if operation == "ListAddressLists":
             return 200, {"AddressLists": [{"AddressListId": "al-big", "AddressListName": "big"}]}
         if operation == "ListMembersOfAddressList":
@@ -207,6 +208,8 @@ async def test_every_page_is_read_and_get_calls_are_bounded(tmp_path: Path, fake
         in_flight -= 1
         if operation == "GetRuleSet":
             rid = params["RuleSetId"]
+            if rid == "rs-gone":
+                return 404, {"__type": "ResourceNotFoundException", "message": "gone"}
             return 200, {"RuleSetId": rid, "RuleSetName": rid,
                          "RuleSetArn": arn.format("rule-set", rid),
                          "Rules": [{"Name": "drop", "Actions": [{"Drop": {}}]}]}
