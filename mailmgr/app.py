@@ -16,10 +16,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from mailmgr import certs, logs
+from mailmgr import logs
 from mailmgr.actions import relay
 from mailmgr.actions.base import Resources
 from mailmgr.admin.api.service import ApiService
+from mailmgr.admin.api.setup import api_service
 from mailmgr.admin.metrics import METRICS
 from mailmgr.admin.server import AdminServer
 from mailmgr.analysis.service import AnalysisService, AnalysisSwitch
@@ -27,6 +28,7 @@ from mailmgr.archive import LocalArchive, build_archives, run_retention
 from mailmgr.aws import AwsClients, AwsSettings, SecretStore
 from mailmgr.config.models import AcceptAction, Config, IngressPoint, ServerLimits, TlsPolicy
 from mailmgr.config.server_models import ListenAddress
+from mailmgr.dev_certificates import ensure_dev_certificates
 from mailmgr.errors import ConfigError, ConfigProblem
 from mailmgr.ingress.auth import AuthThrottle
 from mailmgr.ingress.limits import AcceptErrorLog, AddressTable, fit_to_fd_limit
@@ -60,7 +62,6 @@ from mailmgr.rules.traffic_policy import CompiledTrafficPolicy
 from mailmgr.spool.shards import Shard, adopt
 from mailmgr.spool.store import SpoolStore
 from mailmgr.spool.worker import SpoolWorker
-from mailmgr.state.api_store import ApiStore, FileApiStore, SharedApiStore, state_path
 from mailmgr.state.config_source import ConfigSource, open_source
 from mailmgr.state.postgres import SharedStateError, migrate, open_pool
 from mailmgr.verdicts.service import VerdictsService
@@ -192,7 +193,7 @@ class App:
     async def _start(self) -> None:
         server = self.config.server
         server.data_directory.mkdir(parents=True, exist_ok=True)
-        await self._ensure_certificates(self.config)
+        await ensure_dev_certificates(self.config)
         self._store = SpoolStore(self.shard.directory(server.spool_directory))
         # a `mailmgr queue` command on the stopped server may hold the lock for a moment
         recovered = await self._store.open(lock_wait=SPOOL_LOCK_WAIT)
@@ -372,19 +373,9 @@ class App:
     def _api_service(self) -> ApiService:
         """The Mail Manager API of this server: changes persist to the state file, or with
         SharedState to the shared store, and go live through `apply_loaded`."""
-        config = self.config
-        store: ApiStore
-        if self._archive_pool is not None:  # Server.SharedState: the same pool
-            store = SharedApiStore(config.source, self._archive_pool)
-        else:
-            store = FileApiStore(config.source, state_path(config))
-        return ApiService(config.source, store, self.apply_loaded, lambda: self.config,
-                          shared=self._archive_pool is not None,
-                          archives=lambda: self._archives, listeners=self._bound)
-
-    def _bound(self, point_id: str) -> list[str]:
-        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for s in self.servers
-                if s.ingress_point.id == point_id for h, p in s.addresses()]
+        return api_service(self.config, self.apply_loaded, lambda: self.config,
+                           pool=self._archive_pool, archives=lambda: self._archives,
+                           listeners=self._bound)
 
     async def apply_loaded(self, loaded: Config) -> None:
         """Apply a config the caller already loaded and validated (the Mail Manager API), as a
@@ -392,6 +383,10 @@ class App:
         async with self._reload_lock:
             if self._running:
                 await self._apply(loaded)
+
+    def _bound(self, point_id: str) -> list[str]:
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for s in self.servers
+                if s.ingress_point.id == point_id for h, p in s.addresses()]
 
     async def reload(self) -> None:
         """Re-read the config source (the file, and the shared document with SharedState) and
@@ -423,7 +418,7 @@ class App:
         verdicts = self._verdicts
         analysis = self._analysis
         try:
-            await self._ensure_certificates(config)
+            await ensure_dev_certificates(config)
             wanted = build_archives(config, aws=self._aws, pool=self._archive_pool)
             for archive_id, archive in wanted.items():
                 old = self._archives.get(archive_id)
@@ -521,27 +516,6 @@ class App:
         for item in closing:
             self._closing.remove(item)
         await close_all(closing)
-
-    async def _ensure_certificates(self, config: Config) -> None:
-        loop = asyncio.get_running_loop()
-        for ingress in config.ingress_points:
-            tls = ingress.tls_certificate
-            if tls is None or tls.certificate_file.exists() or tls.private_key_file.exists():
-                continue
-            ca = await loop.run_in_executor(
-                None,
-                certs.create_dev_server_certificate,
-                tls.certificate_file,
-                tls.private_key_file,
-                config.server.hostname,
-            )
-            logs.warning(
-                "tls.dev_certificate_created",
-                ingress_point=ingress.name,
-                certificate=str(tls.certificate_file),
-                ca=str(ca),
-                note="self-signed development certificate; replace it for production",
-            )
 
     def _ssl_context(
         self, ingress: IngressPoint

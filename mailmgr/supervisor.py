@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from mailmgr import logs
+from mailmgr.admin.api.service import ApiService
+from mailmgr.admin.api.setup import api_service
 from mailmgr.admin.fleet import FleetAdmin, WorkerView
 from mailmgr.config.models import Config
 from mailmgr.errors import SpoolError
 from mailmgr.fleet_worker import WorkerSpec
 from mailmgr.spool.shards import Shard, adopt, strays
 from mailmgr.spool.store import SpoolStore
+from mailmgr.state.postgres import SharedStateError
 
 BACKOFF_FIRST = 0.5  # seconds before the first restart of a worker that died
 BACKOFF_MAX = 30.0  # the delay doubles per failed restart up to this
@@ -147,6 +150,7 @@ class Supervisor:
         self._stopping = False
         self.admin: FleetAdmin | None = None
         self._lock_fd: int | None = None
+        self._pool: Any = None  # Server.SharedState: the API's store
 
     def views(self) -> list[WorkerView]:
         return [w.view() for w in self._workers]
@@ -217,6 +221,11 @@ class Supervisor:
                 logs.error("supervisor.worker_start_failed", worker=worker.index,
                            returncode=worker.proc.returncode, retry_in=backoff)
 
+    def _reload(self) -> None:
+        if self.admin is not None and self.admin.api is not None:
+            self.admin.api.invalidate()
+        self._forward(signal.SIGHUP)
+
     def _forward(self, signum: int) -> None:
         for worker in self._workers:
             worker.signal(signum)
@@ -240,7 +249,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._terminate)
         loop.add_signal_handler(signal.SIGINT, self._terminate)
-        loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         try:
             return await self._serve()
         finally:
@@ -250,6 +259,8 @@ class Supervisor:
                 os.close(self._lock_fd)
             if self.admin is not None:
                 await self.admin.close()
+            if self._pool is not None:
+                await self._pool.close()
             for worker in self._workers:
                 worker.closed()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -257,11 +268,11 @@ class Supervisor:
 
     async def _serve(self) -> int:
         server = self.config.server
-        from mailmgr.app import App
+        from mailmgr.dev_certificates import ensure_dev_certificates
 
         try:
             # Development certificates are made here once, not by N workers racing to write.
-            await App(self.config)._ensure_certificates(self.config)
+            await ensure_dev_certificates(self.config)
             await self._adopt_strays()
             self._lock_fd = _lock_spool(server.spool_directory)
         except (OSError, ValueError, SpoolError) as exc:
@@ -278,10 +289,10 @@ class Supervisor:
             await self._stop_all(server.shutdown_grace + STOP_MARGIN)
             return 1
         if server.admin.listen:
-            self.admin = FleetAdmin(server.admin, self.views)
             try:
+                self.admin = FleetAdmin(server.admin, self.views, api=await self._api())
                 admin_addresses = await self.admin.start()
-            except OSError as exc:
+            except (OSError, SharedStateError) as exc:
                 logs.error("server.start_failed", error=str(exc))
                 self._stopping = True
                 await self._stop_all(server.shutdown_grace + STOP_MARGIN)
@@ -310,6 +321,21 @@ class Supervisor:
         await asyncio.gather(*watchers, return_exceptions=True)
         logs.event("server.stopped", processes=self._count)
         return 0
+
+    async def _api(self) -> ApiService:
+        """The Mail Manager API answered by the supervisor: a change is persisted here and the
+        workers reload it (SIGHUP; with SharedState they also get the push's NOTIFY)."""
+        if self.config.server.shared_state is not None and self._pool is None:
+            from mailmgr.state.postgres import migrate, open_pool
+
+            self._pool = await open_pool(self.config.server.shared_state,
+                                         name="mailmgr-api")
+            await migrate(self._pool)
+
+        async def apply(config: Config) -> None:
+            self._forward(signal.SIGHUP)
+
+        return api_service(self.config, apply, lambda: self.config, pool=self._pool)
 
     def _host(self, point_id: str, kind: str, position: int) -> str:
         point = next(p for p in self.config.ingress_points if p.id == point_id)

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from mailmgr.admin.api.service import ApiService
 from mailmgr.admin.metrics import CONTENT_TYPE, METRICS
 from mailmgr.admin.server import AdminServer
 from mailmgr.config.server_models import AdminSettings
@@ -105,8 +106,8 @@ class FleetAdmin(AdminServer):
     """AdminServer answering for all workers (`views`: the supervisor's current workers)."""
 
     def __init__(self, settings: AdminSettings,
-                 views: Callable[[], list[WorkerView]]) -> None:
-        super().__init__(settings, METRICS)  # METRICS itself is unused here: see _scrape
+                 views: Callable[[], list[WorkerView]], api: ApiService | None = None) -> None:
+        super().__init__(settings, METRICS, api=api)  # METRICS is unused here: see _scrape
         self._views = views
         self._headers = {} if settings.token is None else {
             "Authorization": f"Bearer {settings.token}"}

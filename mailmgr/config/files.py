@@ -90,7 +90,7 @@ def check_server_certificate(ctx: Ctx, where: str, certificate: TlsCertificate) 
     belong to the first certificate, and OpenSSL must accept the pair as serve will load it.
 
     When BOTH files are missing nothing is reported: serve creates a development certificate
-    there (App._ensure_certificates)."""
+    there (mailmgr.dev_certificates)."""
     cert_file, key_file = certificate.certificate_file, certificate.private_key_file
     if not cert_file.exists() and not key_file.exists():
         return

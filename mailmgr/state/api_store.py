@@ -114,6 +114,16 @@ def load_with_overlay(path: Path) -> Config:
     return load_resources(path, document, f"{state} (changes made through the API)")
 
 
+def api_overlay(config: Config) -> tuple[dict[str, Any], bool]:
+    """(the resources a server without SharedState runs: the file's with the API's state file
+    on top, whether the state file changed anything). Blocking. Raises StateFileError."""
+    found = _read_state_file(state_path(config))
+    base = shareable_document(config.source)
+    if found is None or found[0].empty:
+        return base, False
+    return apply(base, found[0]), True
+
+
 class FileApiStore:
     """The state file of a server without SharedState. Reads and writes run in the default
     executor (file I/O and fsync stay off the event loop)."""

@@ -1,5 +1,6 @@
 """`mailmgr config push FILE | show | export`: the fleet's shared configuration document in
-PostgreSQL, reached through the local config's `Server.SharedState`. Output and exit statuses
+PostgreSQL, reached through the local config's `Server.SharedState`; `export` also prints the
+Mail Manager API's changes on top of a file without it. Output and exit statuses
 are documented in the README (shared configuration); the DSN is never printed.
 """
 
@@ -21,9 +22,10 @@ from mailmgr.config.documents import load_document
 from mailmgr.config.fields import Ctx, Sink
 from mailmgr.config.loader import load_shared
 from mailmgr.config.models import Config, SharedStateSettings
-from mailmgr.config.shared import merge_resources, shareable_document
+from mailmgr.config.shared import RESOURCE_KEYS, merge_resources, shareable_document
 from mailmgr.errors import ConfigError
 from mailmgr.state import config_store
+from mailmgr.state.api_store import StateFileError, api_overlay, load_with_overlay, state_path
 from mailmgr.state.config_store import PushResult, StoredConfig
 from mailmgr.state.postgres import SharedStateError, migrate, open_pool
 
@@ -152,26 +154,37 @@ def _redacted_server(server: Any) -> Any:
 
 def export_command(local: Path, *, as_json: bool, out: TextIO = sys.stdout,
                    err: TextIO = sys.stderr) -> int:
-    """Print the configuration this host runs: the local `Server` section (Dsn redacted) with
-    the shared resources merged in as a replica merges them (the local file's resources when
-    nothing was pushed). Exit as `show`."""
-    try:
-        settings = _settings(local)
-        stored = asyncio.run(_active(settings))
-    except (NotConfigured, SharedStateError) as exc:
-        print(f"mailmgr config export: {exc}", file=err)
-        return EXIT_UNAVAILABLE
+    """Print the configuration this host runs, in config-file form: the local `Server` section
+    (Dsn redacted) with the resources as the server loads them: with SharedState the shared
+    document merged as a replica merges it (the local file's resources when nothing was
+    pushed); without, the local file with the Mail Manager API's state file on top. Exit 0, or
+    1 when PostgreSQL is down or the API state file cannot be used."""
     sink = Sink()
     ok, data = load_document(Ctx(str(local), local.parent, sink), local, "$")
     if not ok or not isinstance(data, dict):
         raise ConfigError(sink.report())
-    resources = data if stored is None else merge_resources(data, stored.document)
+    config = load(local)
+    if config.server.shared_state is None:
+        try:
+            resources, changes = api_overlay(config)
+        except StateFileError as exc:
+            print(f"mailmgr config export: {exc}", file=err)
+            return EXIT_UNAVAILABLE
+        origin = (f"with the API's changes in {state_path(config)}" if changes
+                  else "local file only")
+    else:
+        try:
+            stored = asyncio.run(_active(config.server.shared_state))
+        except SharedStateError as exc:
+            print(f"mailmgr config export: {exc}", file=err)
+            return EXIT_UNAVAILABLE
+        resources = data if stored is None else merge_resources(data, stored.document)
+        origin = "local file only" if stored is None else f"shared version {stored.version}"
     merged = {"Server": _redacted_server(data.get("Server") or {}),
-              **{k: v for k, v in resources.items() if k != "Server"}}
+              **{k: v for k, v in resources.items() if k in RESOURCE_KEYS and v is not None}}
     if as_json:
         print(json.dumps(merged, indent=2, default=str), file=out)
     else:
-        origin = "local file only" if stored is None else f"shared version {stored.version}"
         print(f"# effective configuration of {local} ({origin})", file=out)
         print(yaml.safe_dump(merged, sort_keys=False, allow_unicode=True), end="", file=out)
     return 0
@@ -187,7 +200,7 @@ def effective_config(local: Path) -> Config:
     config = load(local)
     settings = config.server.shared_state
     if settings is None:
-        return config
+        return load_with_overlay(local)  # with the Mail Manager API's changes
     stored = asyncio.run(_active(settings))
     if stored is None:
         return config

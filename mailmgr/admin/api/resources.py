@@ -96,6 +96,32 @@ def _check_name(state: ApiState, kind: ResourceKind, name: object, own_id: str |
             raise conflict(f"a {kind} named {name!r} already exists")
 
 
+# Where other resources name one of this kind (the loader accepts its name, ID or ARN there).
+_REFERENCE_KEYS: dict[ResourceKind, str] = {
+    ResourceKind.RULE_SET: "RuleSetId",
+    ResourceKind.TRAFFIC_POLICY: "TrafficPolicyId",
+    ResourceKind.ARCHIVE: "TargetArchive",
+    ResourceKind.RELAY: "Relay",
+    ResourceKind.ADDRESS_LIST: "AddressLists",
+}
+
+
+def _rename_references(value: Any, key: str, old: str, rid: str) -> None:
+    """References to `old` (a name) under `key` anywhere in `value` become `rid`, so a rename
+    through the API never breaks a config-file reference by name (AWS references by ID)."""
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if k == key and item == old:
+                value[k] = rid
+            elif k == key and isinstance(item, list):
+                value[k] = [rid if v == old else v for v in item]
+            else:
+                _rename_references(item, key, old, rid)
+    elif isinstance(value, list):
+        for item in value:
+            _rename_references(item, key, old, rid)
+
+
 def _arn(config: Config, kind: ResourceKind, resource_id: str) -> str:
     return make_arn(kind, config.server.region, config.server.account_id, resource_id)
 
@@ -211,8 +237,11 @@ async def update(kind: ResourceKind, service: ApiService, params: dict[str, Any]
 
     def change(state: ApiState) -> tuple[ApiState, dict[str, Any]]:
         entry = find(state, kind, rid)
-        if info.name_key in params:
+        old = entry.get(info.name_key)
+        if info.name_key in params and params[info.name_key] != old:
             _check_name(state, kind, params[info.name_key], rid)
+            if kind in _REFERENCE_KEYS and isinstance(old, str):
+                _rename_references(state.resources, _REFERENCE_KEYS[kind], old, rid)
         for key, value in params.items():
             if key != info.id_key and key not in _REQUEST_ONLY:
                 entry[_UPDATE_RENAMES.get(key, key)] = value
