@@ -136,7 +136,8 @@ def resources(loaded: Config) -> dict[str, Any]:
                             key=lambda t: t[0]),
         "relays": sorted((r.id, r.name, r.server_name, r.server_port, r.secret_arn)
                          for r in loaded.relays),
-        "lists": sorted((a.id, a.name, a.members) for a in loaded.address_lists),
+        # membership, not order: the API may list members in its own order
+        "lists": sorted((a.id, a.name, sorted(a.members)) for a in loaded.address_lists),
         "archives": sorted((a.id, a.name, a.arn, a.retention, a.kms_key_arn)
                            for a in loaded.archives),
         "mailboxes": sorted(m.arn for m in loaded.mailboxes),
