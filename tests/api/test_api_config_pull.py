@@ -164,7 +164,7 @@ def test_pull_reproduces_the_config_the_server_runs(
     pulled = config.load(pulled_file)
     assert resources(pulled) == resources(original)
     assert (pulled.server.region, pulled.server.account_id) == (REGION, ACCOUNT)
-    assert len(original.address_lists[0].members) == 121  # more than one page of members
+    assert len(original.address_lists[0].members) == 121
 
     document = yaml.safe_load(text)
     points = {p["IngressPointName"]: p for p in document["IngressPoints"]}

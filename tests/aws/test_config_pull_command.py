@@ -199,6 +199,7 @@ async def test_every_page_is_read_and_get_calls_are_bounded(tmp_path: Path, fake
             return 200, {"AddressLists": [{"AddressListId": "al-big", "AddressListName": "big"}]}
         if operation == "ListMembersOfAddressList":
             assert params["AddressListId"] == "al-big"
+            assert params["PageSize"] == 1000  # the model's largest page
             return 200, page([{"Address": m} for m in members], params, "Addresses")
         if operation.startswith("List") and operation != "ListTagsForResource":
             return 200, {}
