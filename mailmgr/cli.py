@@ -212,10 +212,17 @@ def _cmd_queue(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    """`config push FILE | show | export`: the shared configuration (mailmgr.state)."""
+    """`config push FILE | show | export`: the shared configuration (mailmgr.state);
+    `config pull`: a config file from a Mail Manager account (mailmgr.aws.mailmanager_pull)."""
+    command = args.config_command
+    if command == "pull":
+        from mailmgr.aws.mailmanager_pull import PullOptions, pull_config
+
+        options = PullOptions(args.region, args.profile, args.endpoint_url)
+        sys.stdout.write(asyncio.run(pull_config(options)))
+        return 0
     from mailmgr.state import config_commands
 
-    command = args.config_command
     if command == "push":
         file = Path(args.file)
         if not file.exists():
@@ -237,7 +244,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                        common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("config", help="the fleet's shared configuration (Server.SharedState)")
+    p = sub.add_parser("config", help="the fleet's shared configuration (Server.SharedState); "
+                                      "pull one from Mail Manager")
     csub = p.add_subparsers(dest="config_command", required=True)
     c = csub.add_parser("push", parents=[common],
                         help="validate FILE and store its resources as the fleet's config")
@@ -250,6 +258,13 @@ def _add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         help="print this host's effective config (local Server + shared "
                              "resources)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
+    c = csub.add_parser("pull", help="print a config running a Mail Manager account's "
+                                     "resources (placeholders marked for local settings)")
+    c.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the "
+                                    "profile's, us-east-1)")
+    c.add_argument("--profile", help="named AWS profile (credentials and region)")
+    c.add_argument("--endpoint-url", help="Mail Manager API endpoint (e.g. a mailmgr admin "
+                                          "listener: http://127.0.0.1:9025)")
     p.set_defaults(func=_cmd_config)
 
 
