@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import ServerProcess, basic_config, write_config  # noqa: E402
+from tests.support import ServerProcess, basic_config, write_config
 
 
 def _config(tmp: Path, rule_sets: int, members: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ApiServer
+from tests.api.conftest import ApiServer
 
 from mailmgr import config
 from mailmgr.admin.api.registry import operations
