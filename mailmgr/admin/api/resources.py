@@ -158,8 +158,8 @@ def _password_version(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()[:16]
 
 
-def _ingress(service: ApiService, state: ApiState, entry: dict[str, Any], rid: str
-             ) -> dict[str, Any]:
+def _ingress(service: ApiService, state: ApiState, entry: dict[str, Any], rid: str,
+             include_trust: bool = False) -> dict[str, Any]:
     config = service.config()
     built = next((p for p in config.ingress_points if p.id == rid), None)
     created, modified = times(service, state, rid)
@@ -184,6 +184,12 @@ def _ingress(service: ApiService, state: ApiState, entry: dict[str, Any], rid: s
             "SmtpPasswordVersion": _password_version(configuration["SmtpPassword"])}
     if "SecretArn" in configuration:
         auth["SecretArn"] = configuration["SecretArn"]
+    trust = (configuration.get("TlsAuthConfiguration") or {}).get("TrustStore")
+    if isinstance(trust, dict):
+        # AWS leaves the CA and CRL out unless IncludeTrustStoreContents asks for them.
+        shown = trust if include_trust else {
+            k: v for k, v in trust.items() if k not in ("CAContent", "CrlContent")}
+        auth["TlsAuthConfiguration"] = {"TrustStore": shown}
     if auth:
         out["IngressPointAuthConfiguration"] = auth
     return out
@@ -252,7 +258,11 @@ async def get(kind: ResourceKind, service: ApiService, params: dict[str, Any]
               ) -> dict[str, Any]:
     rid = params[KINDS[kind].id_key]
     state = await service.state()
-    return DESCRIBE[kind](service, state, find(state, kind, rid), rid)
+    entry = find(state, kind, rid)
+    if kind is ResourceKind.INGRESS_POINT:
+        return _ingress(service, state, entry, rid,
+                        params.get("IncludeTrustStoreContents") == "INCLUDE")
+    return DESCRIBE[kind](service, state, entry, rid)
 
 
 async def update(kind: ResourceKind, service: ApiService, params: dict[str, Any]
