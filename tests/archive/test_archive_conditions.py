@@ -8,7 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from archive_samples import DEFAULT, PLAIN, MakeItem, make_config, multipart_alternative, with_attachment
+from archive_samples import (
+    DEFAULT,
+    PLAIN,
+    MakeItem,
+    make_config,
+    multipart_alternative,
+    with_attachment,
+)
 from psycopg_pool import AsyncConnectionPool
 
 from mailmgr.archive import MessageArchive
