@@ -88,6 +88,7 @@ def test_export_to_a_local_directory(api_server: Any) -> None:
     assert wait_export(client, export_id)["Status"]["State"] == "COMPLETED"
     directory = api_server.tmp_path / "var" / "exports" / "legal" / "hold" / export_id
     assert sorted(p.name for p in directory.iterdir()) == [f"{wanted}.eml"]
+    assert (directory / f"{wanted}.eml").stat().st_mode & 0o777 == 0o600
     assert (directory / f"{wanted}.eml").read_bytes().replace(b"\r\n", b"\n") == \
         archived_bytes(server.config_file, wanted)
 

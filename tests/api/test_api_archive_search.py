@@ -5,8 +5,11 @@ HAS_ATTACHMENTS), listed by ListArchiveSearches, and bad requests get modelled e
 from __future__ import annotations
 
 import datetime as dt
+import urllib.error
+import urllib.request
 from typing import Any
 
+import cbor2
 import pytest
 from archive_api_support import archive_id, send, wait_search
 from botocore.exceptions import ClientError
@@ -116,3 +119,34 @@ def test_bad_search_requests_get_modelled_errors(api_server: Any) -> None:
     code, message, _ = error(client.start_archive_search, ArchiveId=archive, MaxResults=1001,
                              **WINDOW)
     assert code == "ValidationException" and "MaxResults" in message
+
+
+def test_archive_search_over_rpc_v2_cbor(api_server: Any) -> None:
+    archived = send(api_server.server, subject="Over CBOR")
+    archive = archive_id(api_server.client())
+
+    def call(operation: str, body: dict[str, Any]) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"{api_server.url}/service/MailManagerSvc/operation/{operation}",
+            data=cbor2.dumps(body, datetime_as_timestamp=True), method="POST",
+            headers={"Content-Type": "application/cbor", "Accept": "application/cbor",
+                     "smithy-protocol": "rpc-v2-cbor"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, cbor2.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, cbor2.loads(exc.read())
+
+    status, started = call("StartArchiveSearch", {
+        "ArchiveId": archive, "MaxResults": 10, **WINDOW,
+        "Filters": {"Include": [contains("SUBJECT", "over cbor")]}})
+    assert status == 200, started
+    wait_search(api_server.client(), started["SearchId"])
+    status, got = call("GetArchiveSearch", {"SearchId": started["SearchId"]})
+    assert status == 200 and got["Status"]["State"] == "COMPLETED"
+    assert isinstance(got["Status"]["SubmissionTimestamp"], dt.datetime)  # tag 1
+    status, results = call("GetArchiveSearchResults", {"SearchId": started["SearchId"]})
+    assert [r["ArchivedMessageId"] for r in results["Rows"]] == [archived]
+    assert isinstance(results["Rows"][0]["ReceivedTimestamp"], dt.datetime)
+    status, answer = call("GetArchiveSearch", {"SearchId": "nope"})
+    assert status == 400 and answer["__type"] == "ValidationException"

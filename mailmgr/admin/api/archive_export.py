@@ -77,7 +77,10 @@ class _LocalWriter:
     def _write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = path.with_name(path.name + ".part")
-        partial.write_bytes(data)
+        # Owner-only, like the archive's own files: exported mail is as private as archived.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(partial, path)  # never a half-written file under the final name
 
     async def put(self, name: str, data: bytes, content_type: str) -> None:
