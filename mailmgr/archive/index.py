@@ -121,9 +121,39 @@ class ArchiveRow:
         return {k: v for k, v in data.items() if v is not None}
 
 
+# The attributes of AWS archive filters (ArchiveStringEmailAttribute, ArchiveBooleanEmailAttribute)
+# and the column each one tests. ENVELOPE_TO tests the JSON list of envelope recipients.
+STRING_ATTRIBUTES = {"TO": "to_header", "FROM": "from_header", "CC": "cc_header",
+                     "SUBJECT": "subject", "ENVELOPE_TO": "envelope_to",
+                     "ENVELOPE_FROM": "envelope_from"}
+BOOLEAN_ATTRIBUTES = {"HAS_ATTACHMENTS": "has_attachments"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One AWS archive filter condition: the `attribute` (a STRING_ATTRIBUTES key) contains any
+    of `values` (case-insensitive substrings, as CONTAINS), or the boolean `attribute` (a
+    BOOLEAN_ATTRIBUTES key) equals `flag`. Raises ValueError for another attribute."""
+
+    attribute: str
+    values: tuple[str, ...] = ()
+    flag: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.attribute in STRING_ATTRIBUTES and self.values and self.flag is None:
+            return
+        if self.attribute in BOOLEAN_ATTRIBUTES and self.flag is not None and not self.values:
+            return
+        raise ValueError(f"no archive search condition on {self.attribute!r} with "
+                         f"values={self.values!r} flag={self.flag!r}")
+
+
 @dataclass(frozen=True)
 class SearchQuery:
-    """Filters are case-insensitive substrings; `since` inclusive, `until` exclusive (epoch)."""
+    """Filters are case-insensitive substrings; `since` inclusive, `until` exclusive (epoch).
+    `include`: every condition holds (AWS ArchiveFilters.Include); `unless`: no condition holds
+    (ArchiveFilters.Unless). `before` = (received_timestamp, archived_message_id) of the last row
+    of the previous page: only rows after it in newest-first order (keyset paging)."""
 
     from_: str | None = None
     to: str | None = None
@@ -131,6 +161,9 @@ class SearchQuery:
     since: float | None = None
     until: float | None = None
     limit: int = 100
+    include: tuple[Condition, ...] = ()
+    unless: tuple[Condition, ...] = ()
+    before: tuple[float, str] | None = None
 
 
 _COLUMNS = (
@@ -263,7 +296,29 @@ def where_terms(query: SearchQuery, contains: Callable[[str], str], mark: str
     if query.until is not None:
         where.append(f"received_timestamp < {mark}")
         params.append(query.until)
+    for condition in query.include:
+        term, values = _condition(condition, contains, mark)
+        where.append(term)
+        params += values
+    for condition in query.unless:
+        term, values = _condition(condition, contains, mark)
+        # A NULL column (header absent) does not match, so NOT must not turn it into NULL.
+        where.append(f"NOT COALESCE({term}, FALSE)")
+        params += values
+    if query.before is not None:
+        where.append(f"(received_timestamp < {mark} OR (received_timestamp = {mark}"
+                     f" AND archived_message_id < {mark}))")
+        params += [query.before[0], query.before[0], query.before[1]]
     return where, params
+
+
+def _condition(condition: Condition, contains: Callable[[str], str], mark: str
+               ) -> tuple[str, list[Any]]:
+    if condition.flag is not None:
+        return f"(has_attachments = {mark})", [condition.flag]
+    column = STRING_ATTRIBUTES[condition.attribute]
+    return ("(" + " OR ".join(contains(column) for _ in condition.values) + ")",
+            list(condition.values))
 
 
 def search(conn: sqlite3.Connection, query: SearchQuery) -> list[ArchiveRow]:

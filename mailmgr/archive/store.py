@@ -333,6 +333,10 @@ class MessageArchive:
         )
         return await (await self._ready()).search(query)
 
+    async def query(self, query: SearchQuery) -> list[ArchiveRow]:
+        """Rows matching `query` (AWS filter conditions, keyset paging), newest first."""
+        return await (await self._ready()).search(query)
+
     async def row(self, archived_id: str) -> ArchiveRow | None:
         return await (await self._ready()).lookup(archived_id)
 
