@@ -242,6 +242,10 @@ def test_restart_keeps_members_and_jobs(
         "CreatedTimestamp": time.time() - 5, "StartTimestamp": time.time() - 4,
         "Owner": f"{socket.gethostname()}:1:dead"}
     _state_file(tmp_path).write_text(json.dumps(state))
+    uploads = tmp_path / "var" / "api-imports"
+    uploads.mkdir(exist_ok=True)
+    for name in ("interrupted-1.csv", "no-such-job.json"):  # left by a crash
+        (uploads / name).write_text("address\nleft@durable.test\n")
 
     again = ApiServer(server_factory(config).start(), tmp_path)
     client = again.client()
@@ -254,6 +258,7 @@ def test_restart_keeps_members_and_jobs(
     interrupted = client.get_address_list_import_job(JobId="interrupted-1")
     assert interrupted["Status"] == "FAILED"
     assert "interrupted by a restart" in interrupted["Error"]
+    assert _uploads(tmp_path) == []
     # the URL handed out before the restart (on the new port) no longer works; a fresh one
     # from Get does
     old = waiting["PreSignedUrl"].replace(api.url, again.url)

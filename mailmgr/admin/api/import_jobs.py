@@ -20,6 +20,7 @@ from mailmgr import logs
 from mailmgr.admin.api.errors import ApiError, conflict, not_found, quota, validation
 from mailmgr.admin.api.import_upload import (
     ROUTE,
+    UPLOAD_DIRECTORY,
     ImportFile,
     UploadRoute,
     UploadTarget,
@@ -27,6 +28,7 @@ from mailmgr.admin.api.import_upload import (
     read_import_file,
     remove_uploads,
     signing_key,
+    sweep,
     upload_path,
 )
 from mailmgr.admin.api.member_state import MAX_MEMBERS, prune, raw_members, record
@@ -86,7 +88,8 @@ def _finish(job: dict[str, Any], status: str, error: str | None = None) -> None:
 
 async def _recover(service: ApiService) -> None:
     """Once per process: jobs this host was running when it stopped end FAILED (a job of
-    another replica sharing the store is left to that replica)."""
+    another replica sharing the store is left to that replica), and upload files no job is
+    waiting for are removed."""
     if service.extra.get(_RECOVERED):
         return
     state = await service.state()
@@ -102,10 +105,11 @@ async def _recover(service: ApiService) -> None:
             return state, {}
 
         await service.mutate("GetAddressListImportJob", {}, change)
-        data_directory = service.config().server.data_directory
-        loop = asyncio.get_running_loop()
-        for job_id in stale:
-            await loop.run_in_executor(None, remove_uploads, data_directory, job_id)
+    state = await service.state()
+    keep = {j for j, job in state.meta.get(JOBS, {}).items()
+            if job.get("Status") in ("CREATED", "PROCESSING")}
+    directory = service.config().server.data_directory / UPLOAD_DIRECTORY
+    await asyncio.get_running_loop().run_in_executor(None, sweep, directory, keep, time.time())
     service.extra[_RECOVERED] = True
 
 

@@ -76,6 +76,29 @@ def remove_uploads(data_directory: Path, job_id: str) -> None:
         (data_directory / UPLOAD_DIRECTORY / f"{job_id}{suffix}").unlink(missing_ok=True)
 
 
+def sweep(directory: Path, keep: set[str], now: float) -> int:
+    """Removes upload files of jobs not in `keep` (finished, dropped or unknown jobs: left by
+    a crash) and temporary files older than an hour (an interrupted upload). Blocking; answers
+    how many files it removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.name.startswith("."):
+                stale = entry.stat().st_mtime < now - 3600
+            else:
+                stale = entry.name.rsplit(".", 1)[0] not in keep
+            if stale and entry.is_file():
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def pending_bytes(directory: Path, except_job: str) -> int:
     """Bytes of the upload files other jobs are keeping. Blocking."""
     try:
