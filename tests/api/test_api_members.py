@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from botocore.exceptions import ClientError
 
@@ -120,6 +122,18 @@ def test_member_errors(api_server: ApiServer) -> None:
         client.list_members_of_address_list(AddressListId=list_id, NextToken="garbage")
     assert _code(info) == "ValidationException"
     assert client.list_members_of_address_list(AddressListId=list_id)["Addresses"] == []
+
+    # the RPC v2 CBOR route answers the same operation (timestamps as tag-1 times)
+    client.register_member_to_address_list(AddressListId=list_id, Address="cbor@example.test")
+    request = urllib.request.Request(
+        f"{api_server.url}/service/MailManagerSvc/operation/ListMembersOfAddressList",
+        data=cbor2.dumps({"AddressListId": list_id}), method="POST",
+        headers={"Content-Type": "application/cbor", "Accept": "application/cbor",
+                 "smithy-protocol": "rpc-v2-cbor"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        listed = cbor2.loads(answer.read())
+    assert [a["Address"] for a in listed["Addresses"]] == ["cbor@example.test"]
+    assert isinstance(listed["Addresses"][0]["CreatedTimestamp"], dt.datetime)
 
 
 def _accepted(port: int, recipient: str) -> bool:

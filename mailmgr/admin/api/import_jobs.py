@@ -264,11 +264,12 @@ async def _commit(service: ApiService, job_id: str, result: ImportFile) -> None:
         job["FailedItemsCount"] = result.failed + over
         _finish(job, "COMPLETED", None if not over else
                 f"{over} addresses were not imported: the list holds at most {MAX_MEMBERS}")
-        logs.event("api.import_completed", job=job_id, imported=job["ImportedItemsCount"],
-                   failed=job["FailedItemsCount"])
-        return state, {}
+        return state, {"imported": job["ImportedItemsCount"], "failed": job["FailedItemsCount"]}
 
-    await service.mutate("StartAddressListImportJob", {}, change, focus=Focus(_KIND, list_id))
+    done = await service.mutate("StartAddressListImportJob", {}, change,
+                                focus=Focus(_KIND, list_id))
+    if done:
+        logs.event("api.import_completed", job=job_id, **done)
 
 
 async def _fail(service: ApiService, job_id: str, message: str) -> None:
