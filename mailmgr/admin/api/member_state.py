@@ -25,6 +25,8 @@ STAMPS = "AddressListMembers"
 # ServiceQuotaExceededException, an import counts the rest as failed items). Every change
 # re-validates the whole configuration, so this also bounds the cost of one change.
 MAX_MEMBERS = 100_000
+# Sorted views kept (one per address list recently read).
+MAX_VIEWS = 64
 # The model's Address length limits (min 3, max 320), applied to imported rows too.
 MIN_ADDRESS, MAX_ADDRESS = 3, 320
 
@@ -96,6 +98,8 @@ def view_of(cache: dict[str, Any], list_id: str, entry: dict[str, Any]) -> Membe
     lowered = {m.lower() for m in members if isinstance(m, str)} if isinstance(
         members, list) else set()
     view = MemberView(tuple(sorted(lowered)), frozenset(lowered))
+    if len(cache) >= MAX_VIEWS:  # lists deleted long ago must not keep their members alive
+        cache.clear()
     cache[list_id] = (members, view)
     return view
 
