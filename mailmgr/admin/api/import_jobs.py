@@ -19,6 +19,7 @@ from typing import Any
 from mailmgr import logs
 from mailmgr.admin.api.errors import ApiError, conflict, not_found, quota, validation
 from mailmgr.admin.api.import_upload import (
+    ACTIVE_UPLOADS,
     ROUTE,
     UPLOAD_DIRECTORY,
     ImportFile,
@@ -177,7 +178,7 @@ async def start(service: ApiService, params: dict[str, Any]) -> dict[str, Any]:
         if job.get("Status") != "CREATED":
             raise conflict(f"import job {job_id!r} is {job.get('Status')}; only a CREATED job "
                            "can be started")
-        if job_id in service.extra.get("import_upload.active", ()):
+        if job_id in service.extra.get(ACTIVE_UPLOADS, ()):
             raise conflict("an upload to the job's PreSignedUrl is still in progress")
         if not uploaded:
             raise validation("nothing has been uploaded to the job's PreSignedUrl yet: PUT "

@@ -32,7 +32,7 @@ MAX_UPLOAD_BYTES = MAX_MEMBER_FILE_BYTES  # as the config loader's address-list 
 MAX_PENDING_BYTES = 4 * MAX_UPLOAD_BYTES
 _CHUNK = 1024 * 1024  # written to disk in the executor per MiB, not per network read
 _KEY = "import_upload.key"  # service.extra: this process's random signing key
-_ACTIVE = "import_upload.active"  # service.extra: job IDs with an upload in flight
+ACTIVE_UPLOADS = "import_upload.active"  # service.extra: job IDs with an upload in flight
 _SUFFIX = {"CSV": ".csv", "JSON": ".json"}
 
 
@@ -135,7 +135,7 @@ class UploadRoute:
             return _text(404, "no such import job")
         if found.refusal is not None:
             return _text(409, found.refusal)
-        active: set[str] = self.extra.setdefault(_ACTIVE, set())
+        active: set[str] = self.extra.setdefault(ACTIVE_UPLOADS, set())
         if job_id in active:
             return _text(409, "another upload to this job is in progress")
         declared = request.content_length
