@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class MemberKind(StrEnum):
@@ -79,6 +80,14 @@ def parse_member(text: str) -> MemberPattern:
     """Parse one address-list member; raise ValueError with a reason for anything invalid."""
     if not isinstance(text, str):
         raise ValueError(f"expected a string, got {type(text).__name__}")
+    return _parse_member(text)
+
+
+# Every change through the API re-validates and re-indexes every member of every list: the
+# same strings again (a register into a 10,000-member list parsed 20,000 of them: 233 -> 99 ms
+# a call). The result is immutable; errors are not cached. ~250 bytes an entry: <= ~50 MB.
+@lru_cache(maxsize=200_000)
+def _parse_member(text: str) -> MemberPattern:
     if not text:
         raise ValueError("empty member")
     if any(c.isspace() for c in text):
