@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.api.conftest import ApiServer
 
 from mailmgr import config
 from mailmgr.admin.api.registry import operations
 from mailmgr.config.models import Config
+from tests.api.conftest import ApiServer
 from tests.support import ROOT, ServerProcess, basic_config, cli
 
 REGION = "eu-west-1"
