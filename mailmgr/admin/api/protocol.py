@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,11 @@ from aiohttp import web
 
 from mailmgr import logs
 from mailmgr.admin.api import sigv4
-from mailmgr.admin.api.errors import ApiError, validation
+from mailmgr.admin.api.errors import ApiError, metric_code, validation
 from mailmgr.admin.api.registry import REFUSED, Handler, operations
 from mailmgr.admin.api.service import ApiService
 from mailmgr.admin.api.shapes import decode_input, encode_output, input_shape, output_shape
+from mailmgr.admin.metrics import METRICS
 from mailmgr.config.fields import Ctx, Sink, one_line
 from mailmgr.config.models import AdminSettings
 from mailmgr.config.schema import Validator, service_model
@@ -80,12 +82,25 @@ def decode_cbor(body: bytes) -> dict[str, Any]:
     return value
 
 
+async def _read(request: web.Request) -> bytes:
+    """The whole body, at most MAX_REQUEST_BYTES. Raises ApiError (413)."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError("RequestEntityTooLargeException", f"the request body is larger than "
+                       f"{MAX_REQUEST_BYTES} bytes") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def decode_json(body: bytes) -> dict[str, Any]:
     """The request object of an AWS JSON 1.0 body (empty body: {}). Raises ApiError."""
     if not body.strip():
         return {}
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise ApiError("SerializationException", "the body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -144,34 +159,60 @@ class ApiRoutes:
 
     async def _json(self, request: web.Request) -> web.Response:
         prefix, _, operation = request.headers.get("X-Amz-Target", "").partition(".")
-        body = await request.read()
+        if prefix != "MailManagerSvc" or not operation:
+            operation = ""
+        return await self._serve(request, operation, cbor=False)
+
+    async def _cbor(self, request: web.Request) -> web.Response:
+        return await self._serve(request, request.match_info["operation"], cbor=True)
+
+    async def _serve(self, request: web.Request, operation: str, *, cbor: bool
+                     ) -> web.Response:
+        """One request of either protocol, timed and counted (`mailmgr_api_requests_total`,
+        `mailmgr_api_request_seconds`); never an unanswered exception."""
+        started = time.perf_counter()
+        label = operation if operation in self.model_operations else "unknown"
         try:
-            if prefix != "MailManagerSvc" or not operation:
+            body = await _read(request)
+            if not operation:
                 raise ApiError("UnknownOperationException",
                                "X-Amz-Target must be MailManagerSvc.<Operation>")
             self._authenticate(request, body)
-            answer = await self._call(request, operation, decode_json(body), cbor=False)
+            params = decode_cbor(body) if cbor else decode_json(body)
+            answer = await self._call(request, operation, params, cbor=cbor)
+            response = self._answer(answer, cbor=cbor)
+            code = "OK"
         except ApiError as exc:
-            return self._error(exc, operation, cbor=False)
+            response = self._error(exc, operation, cbor=cbor)
+            code = metric_code(exc.code)
+        except Exception as exc:  # a bug: logged, answered like AWS's InternalFailure
+            logs.error("api.failed", operation=one_line(operation, 100),
+                       error=f"{type(exc).__name__}: {one_line(str(exc), 300)}")
+            response = self._error(ApiError("InternalFailure", "mailmgr failed to run the "
+                                             "request; the server log has the details "
+                                             "(api.failed)"), operation, cbor=cbor)
+            code = "InternalFailure"
+        METRICS.api_requests.labels(label, code).inc()
+        METRICS.api_request_duration.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    def _answer(self, answer: Any, *, cbor: bool) -> web.Response:
+        if cbor:
+            return web.Response(body=cbor2.dumps(answer, datetime_as_timestamp=True),
+                                headers={"Content-Type": CBOR_TYPE,
+                                         "smithy-protocol": "rpc-v2-cbor"})
         return web.Response(body=json.dumps(answer, ensure_ascii=False).encode(),
                             content_type=JSON_TYPE)
-
-    async def _cbor(self, request: web.Request) -> web.Response:
-        operation = request.match_info["operation"]
-        body = await request.read()
-        try:
-            self._authenticate(request, body)
-            answer = await self._call(request, operation, decode_cbor(body), cbor=True)
-        except ApiError as exc:
-            return self._error(exc, operation, cbor=True)
-        return web.Response(body=cbor2.dumps(answer, datetime_as_timestamp=True),
-                            headers={"Content-Type": CBOR_TYPE,
-                                     "smithy-protocol": "rpc-v2-cbor"})
 
     def _authenticate(self, request: web.Request, body: bytes) -> None:
         credentials = self.settings.credentials
         if credentials is not None:
-            sigv4.verify(request.method, str(request.url), request.headers, body,
+            try:
+                url = str(request.url)
+            except ValueError:  # a Host header yarl cannot build a URL from
+                raise ApiError("IncompleteSignatureException", "the Host header is not valid"
+                               ) from None
+            sigv4.verify(request.method, url, request.headers, body,
                          credentials.access_key_id, credentials.secret_access_key)
             return
         if self._bearer is not None:
