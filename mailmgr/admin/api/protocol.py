@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import io
 import json
 import time
 from collections.abc import Callable
@@ -72,8 +73,12 @@ def decode_cbor(body: bytes) -> dict[str, Any]:
     if not body:
         return {}
     try:
-        value = cbor2.loads(body, semantic_decoders=_CBOR_DECODERS, tag_hook=_refuse_tag,
-                            max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
+        stream = io.BytesIO(body)
+        value = cbor2.CBORDecoder(stream, semantic_decoders=_CBOR_DECODERS,
+                                  tag_hook=_refuse_tag, max_depth=MAX_CBOR_DEPTH,
+                                  allow_duplicate_keys=False).decode()
+        if stream.tell() != len(body):  # cbor2.loads would ignore what follows the item
+            raise ValueError("data after the request's data item")
     except (cbor2.CBORDecodeError, RecursionError, ValueError, _RefusedTag):
         raise ApiError("SerializationException", "the body is not a valid CBOR map of the "
                        "RPC v2 CBOR data model (tags other than 1 are not accepted)") from None
