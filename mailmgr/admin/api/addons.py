@@ -18,7 +18,7 @@ from mailmgr.admin.api.shapes import paginate
 from mailmgr.config.analyzers import derived_instance_id, instance_id
 from mailmgr.config.models import Analyzer, AnalyzerEngine, Config, DnsblSettings
 
-_PAGE = 100
+_PAGE = 50  # the model allows PageSize 1-50 for both lists
 # Abusix Mail Intelligence's DNS lists are served under this zone; every other DNS list is
 # shown as Spamhaus's DBL, the add-on Mail Manager offers for DNS block lists.
 _ABUSIX_ZONE = "abusix.zone"
