@@ -127,6 +127,9 @@ HOSTILE: dict[str, bytes] = {
     "truncated map": b"\xa2\x6bRuleSetName",
     "invalid UTF-8 text": b"\xa1\x6bRuleSetName\x62\xff\xfe",
     "undefined simple value": b"\xa1\x6bRuleSetName\xf7",
+    "epoch time tag 1 out of range": b"\xa1\x6bRuleSetName\xc1\x1b" + b"\xff" * 8,
+    "epoch time tag 1 of a string": b"\xa1\x6bRuleSetName\xc1\x61a",
+    "epoch time tag 1 of infinity": b"\xa1\x6bRuleSetName\xc1\xfb\x7f\xf0" + b"\x00" * 6,
     "trailing garbage": cbor2.dumps({"RuleSetName": "x"}) + b"\xff\xff",
 }
 

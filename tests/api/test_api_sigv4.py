@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -133,3 +134,23 @@ def test_raw_signatures(signed_server: ApiServer) -> None:
     # The signature is bound to the target: the same signature on another operation fails.
     moved = {**signed_headers(port, LIST), "X-Amz-Target": "MailManagerSvc.ListArchives"}
     assert error_of(send(signed_server, LIST, moved))[1] == "InvalidSignatureException"
+
+
+def test_signed_cbor_request(signed_server: ApiServer) -> None:
+    """The CBOR route verifies the same signature over its own path and body."""
+    port = signed_server.server.admin_port
+    path = "/service/MailManagerSvc/operation/ListRuleSets"
+    body = cbor2.dumps({"PageSize": 5})
+    headers = {**signed_headers(port, body, path=path), "Content-Type": "application/cbor"}
+    # Content-Type was signed as JSON's: changing it breaks the signature.
+    assert send(signed_server, body, headers, path=path).status == 403
+    headers = signed_headers(port, body, path=path,
+                             extra={"Content-Type": "application/cbor",
+                                    "smithy-protocol": "rpc-v2-cbor"})
+    answer = send(signed_server, body, headers, path=path)
+    assert answer.status == 200, answer.body
+    assert [r["RuleSetName"] for r in cbor2.loads(answer.body)["RuleSets"]] == ["main"]
+    refused = send(signed_server, body, signed_headers(port, body, path=path, secret="nope"),
+                   path=path)
+    assert (refused.status, cbor2.loads(refused.body)["__type"]) == (
+        403, "InvalidSignatureException")
