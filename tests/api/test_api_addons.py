@@ -4,16 +4,18 @@ add-ons they run as subscriptions, and Create/Delete refused with the reason."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mailmgr.config.analyzers import derived_instance_id, find_analyzer
+from mailmgr.config.models import Analyzer, AnalyzerEngine, RspamdSettings
 from tests.api.conftest import ApiServer
 from tests.support import basic_config
 
-pytestmark = pytest.mark.slow
 SPAMHAUS_ARN = "arn:aws:ses:us-east-1:123456789012:addon-instance/ai-spamhaus"
 
 
@@ -32,6 +34,7 @@ def _config(tmp_path: Path) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.slow
 def test_analyzers_are_addon_instances_and_subscriptions(
         api_server_factory: Callable[[dict[str, Any]], ApiServer], tmp_path: Path) -> None:
     client = api_server_factory(_config(tmp_path)).client()
@@ -107,3 +110,21 @@ def test_analyzers_are_addon_instances_and_subscriptions(
                     "ResultField": "isPassed"}},
                 "Operator": "IS_TRUE"}}]}])
     assert "Rules[0]" in unknown.value.response["Error"]["Message"]
+
+
+def test_derived_instance_ids_resolve_only_their_analyzer() -> None:
+    plain = Analyzer("vade", "", AnalyzerEngine.RSPAMD, RspamdSettings(url="http://x"))
+    with_arn = Analyzer("spamhaus", SPAMHAUS_ARN, AnalyzerEngine.RSPAMD,
+                        RspamdSettings(url="http://y"))
+    derived = derived_instance_id("vade")
+    assert derived == derived_instance_id("vade") != derived_instance_id("vade2")
+    assert re.fullmatch(r"ai-[a-zA-Z0-9]{1,64}", derived)
+    analyzers = (with_arn, plain)
+    # Any region or account, as other resources' ARNs.
+    assert find_analyzer(analyzers, f"arn:aws:ses:eu-west-1:111122223333:addon-instance/"
+                                    f"{derived}") is plain
+    # An analyzer with an AnalyzerArn is found by that ARN's ID, not by a derived one.
+    assert find_analyzer(analyzers, "arn:aws:ses:us-east-1:000000000000:addon-instance/"
+                                    f"{derived_instance_id('spamhaus')}") is None
+    assert find_analyzer(analyzers, "arn:aws:ses:us-east-1:000000000000:addon-instance/"
+                                    "ai-spamhaus") is with_arn
