@@ -6,6 +6,7 @@ metrics they leave."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.admin.metrics_support import scrape
 from tests.api.api_wire import error_of, post_json
@@ -177,9 +179,11 @@ def test_bearer_token_guards_the_api_without_credentials(
     assert right.status == 200 and right.json()["RuleSets"][0]["RuleSetName"] == "main"
     # boto3 signs with SigV4 and has no bearer: refused with the reason.
     client = api.client()
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(ClientError) as refused:
         client.list_rule_sets()
-    assert "TokenFile" in str(refused.value)
+    assert refused.value.response["Error"]["Code"] == "MissingAuthenticationTokenException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "TokenFile" in refused.value.response["Error"]["Message"]
 
 
 def test_credentials_take_over_from_the_bearer_token(
@@ -201,3 +205,17 @@ def test_credentials_take_over_from_the_bearer_token(
     with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
     assert 'mailmgr_api_requests_total{code="OK",operation="ListRuleSets"} 1.0' in text
+
+
+def test_a_body_cut_short_is_no_internal_failure(api_server: ApiServer) -> None:
+    with socket.create_connection(("127.0.0.1", api_server.server.admin_port), timeout=5) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: MailManagerSvc.ListRuleSets\r\n"
+                  b"Content-Type: application/x-amz-json-1.0\r\nContent-Length: 1000\r\n\r\n"
+                  b'{"PageSize":')
+        s.shutdown(socket.SHUT_WR)
+        s.recv(65536)
+    answer = post_json(api_server.server.admin_port, "MailManagerSvc.ListRuleSets", {})
+    assert answer.status == 200
+    time.sleep(0.2)
+    assert not [e for e in api_server.server.events if e.get("event") == "api.failed"], \
+        api_server.server.events[-3:]

@@ -23,6 +23,8 @@ from typing import Any
 
 import cbor2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from mailmgr import logs
 from mailmgr.admin.api import sigv4
@@ -94,6 +96,10 @@ async def _read(request: web.Request) -> bytes:
     except web.HTTPRequestEntityTooLarge:
         raise ApiError("RequestEntityTooLargeException", f"the request body is larger than "
                        f"{MAX_REQUEST_BYTES} bytes") from None
+    except (RequestPayloadError, HttpProcessingError, OSError):
+        # The client went away or broke the framing: no bug of ours, nobody to answer.
+        raise ApiError("SerializationException", "the request body ended before its "
+                       "declared length or is not validly framed") from None
 
 
 def _no_constant(name: str) -> Any:
