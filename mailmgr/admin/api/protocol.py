@@ -41,6 +41,11 @@ JSON_TYPE = "application/x-amz-json-1.0"
 CBOR_TYPE = "application/cbor"
 MAX_REQUEST_BYTES = 16 * 1024 * 1024  # as the largest config document (documents.py)
 MAX_CBOR_DEPTH = 64
+# Lists the model gives no maximum (policy statements, their conditions, string values, CIDR
+# lists) take at most this many items through the API.
+MAX_UNBOUNDED_ITEMS = 10_000
+_ONE = "1 validation error detected:"
+_MAX_EXTRA_KEYS = 16  # keys beyond a structure's members before the rest is not looked at
 # cbor2 turns these tags into Python objects (regexes, MIME messages, sets, shared references):
 # a request may carry none of them. Tag 1 (epoch time) is how RPC v2 CBOR sends timestamps.
 _SEMANTIC_TAGS = (0, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261,
@@ -134,6 +139,7 @@ def validate_request(operation: str, params: dict[str, Any]) -> dict[str, Any]:
         if params:
             raise validation(f"{operation} takes no parameters")
         return {}
+    _check_sizes(params, shape, "")
     sink = Sink()
     Validator(Ctx("request", Path("."), sink), extra_keys(operation)).validate(
         params, shape.name, "$")
@@ -144,6 +150,31 @@ def validate_request(operation: str, params: dict[str, Any]) -> dict[str, Any]:
         raise validation(one_line(f"{count} validation {noun} detected: " + "; ".join(lines),
                                   4000))
     return dict(decode_input(params, shape))
+
+
+def _check_sizes(value: Any, shape: Any, path: str) -> None:
+    """Refuse a list or map longer than its shape allows, and a structure with far more keys
+    than members, before the validator walks every item (a 16 MiB body of two million rules
+    would hold the event loop for seconds). Raises ApiError (ValidationException)."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        if len(value) > len(shape.members) + _MAX_EXTRA_KEYS:
+            raise validation(f"{_ONE} {path or '(request)'}: {len(value)} keys, and "
+                             f"{shape.name} has {len(shape.members)} members")
+        for key, item in value.items():
+            if key in shape.members:
+                _check_sizes(item, shape.members[key], f"{path}.{key}" if path else key)
+    elif (kind, type(value)) in (("list", list), ("map", dict)):
+        limit = int(shape.metadata.get("max", MAX_UNBOUNDED_ITEMS))
+        if len(value) > limit:
+            raise validation(f"{_ONE} {path}: at most {limit} items ({shape.name}), "
+                             f"got {len(value)}")
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_sizes(item, shape.member, f"{path}[{i}]")
+        else:
+            for key, item in value.items():
+                _check_sizes(item, shape.value, f"{path}.{key}")
 
 
 def _field(path: str) -> str:
