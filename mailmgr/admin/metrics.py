@@ -208,6 +208,20 @@ class Metrics:
         )
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
+        # ---- Mail Manager API (issue 14): counted in mailmgr.admin.api.protocol. `operation`
+        # is a model operation name or `unknown`; `code` is OK or an error code of the model
+        # or of the protocol (a fixed set in mailmgr.admin.api.errors).
+        self.api_requests = CellCounter(
+            "mailmgr_api_requests",
+            "Mail Manager API requests, by operation (model name, or unknown) and code (OK or "
+            "the error code answered)", ["operation", "code"], self.registry,
+        )
+        self.api_request_duration = CellHistogram(
+            "mailmgr_api_request_seconds",
+            "Seconds one Mail Manager API request took (read, authenticate, run, answer), by "
+            "operation", ["operation"], _ACTION_BUCKETS, self.registry,
+        )
+        # ---- end Mail Manager API
         self.config = Info(
             "mailmgr_config", "The running configuration: hash is the first 16 hex digits of "
             "the SHA-256 of the resolved config", registry=self.registry,

@@ -6,6 +6,8 @@ rspamd URL, clamd address, timeouts and bounds); it resolves no references and o
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import re
 from typing import Any
@@ -70,6 +72,13 @@ def instance_id(arn: str) -> str:
     return match.group(1) if match else ""
 
 
+def derived_instance_id(name: str) -> str:
+    """The add-on instance ID the Mail Manager API shows for an analyzer without AnalyzerArn:
+    `ai-` and 24 base32 characters of the Name's SHA-256 (stable, within AWS's ID pattern)."""
+    digest = hashlib.sha256(b"mailmgr-analyzer:" + name.encode()).digest()
+    return "ai-" + base64.b32encode(digest).decode("ascii").lower()[:24]
+
+
 def find_analyzer(analyzers: tuple[Analyzer, ...], ref: str) -> Analyzer | None:
     """The analyzer `ref` names: its Name, its AnalyzerArn (exact, case-sensitive), or an
     add-on instance ARN with the same instance ID in another partition, region or account (as
@@ -82,6 +91,9 @@ def find_analyzer(analyzers: tuple[Analyzer, ...], ref: str) -> Analyzer | None:
     if wanted:
         for item in analyzers:
             if item.arn and instance_id(item.arn) == wanted:
+                return item
+        for item in analyzers:  # the ARN the API shows for an analyzer without AnalyzerArn
+            if not item.arn and derived_instance_id(item.name) == wanted:
                 return item
     return None
 

@@ -4,6 +4,8 @@ boto3 raises its modelled exception class)."""
 
 from __future__ import annotations
 
+import functools
+
 from mailmgr.config.schema import service_model
 
 # Codes the model does not declare, with the statuses AWS's JSON services use for them.
@@ -14,8 +16,22 @@ _EXTRA_STATUS = {
     "IncompleteSignatureException": 403,
     "MissingAuthenticationTokenException": 403,
     "UnrecognizedClientException": 403,
+    "RequestEntityTooLargeException": 413,
     "InternalFailure": 500,
 }
+
+
+def metric_code(code: str) -> str:
+    """`code` when it is one the model or the table above declares, else `other` (a bounded
+    label for mailmgr_api_requests_total)."""
+    if code in _EXTRA_STATUS or code in _model_codes():
+        return code
+    return "other"
+
+
+@functools.cache
+def _model_codes() -> frozenset[str]:
+    return frozenset(shape.name for shape in service_model().error_shapes)
 
 
 def status_for(code: str) -> int:

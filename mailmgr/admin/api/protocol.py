@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cbor2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from mailmgr import logs
 from mailmgr.admin.api import sigv4
-from mailmgr.admin.api.errors import ApiError, validation
+from mailmgr.admin.api.errors import ApiError, metric_code, validation
 from mailmgr.admin.api.registry import REFUSED, Handler, operations
 from mailmgr.admin.api.service import ApiService
 from mailmgr.admin.api.shapes import decode_input, encode_output, input_shape, output_shape
+from mailmgr.admin.metrics import METRICS
 from mailmgr.config.fields import Ctx, Sink, one_line
 from mailmgr.config.models import AdminSettings
 from mailmgr.config.schema import Validator, service_model
@@ -36,6 +41,11 @@ JSON_TYPE = "application/x-amz-json-1.0"
 CBOR_TYPE = "application/cbor"
 MAX_REQUEST_BYTES = 16 * 1024 * 1024  # as the largest config document (documents.py)
 MAX_CBOR_DEPTH = 64
+# Lists the model gives no maximum (policy statements, their conditions, string values, CIDR
+# lists) take at most this many items through the API.
+MAX_UNBOUNDED_ITEMS = 10_000
+_ONE = "1 validation error detected:"
+_MAX_EXTRA_KEYS = 16  # keys beyond a structure's members before the rest is not looked at
 # cbor2 turns these tags into Python objects (regexes, MIME messages, sets, shared references):
 # a request may carry none of them. Tag 1 (epoch time) is how RPC v2 CBOR sends timestamps.
 _SEMANTIC_TAGS = (0, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261,
@@ -70,8 +80,12 @@ def decode_cbor(body: bytes) -> dict[str, Any]:
     if not body:
         return {}
     try:
-        value = cbor2.loads(body, semantic_decoders=_CBOR_DECODERS, tag_hook=_refuse_tag,
-                            max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
+        stream = io.BytesIO(body)
+        value = cbor2.CBORDecoder(stream, semantic_decoders=_CBOR_DECODERS,
+                                  tag_hook=_refuse_tag, max_depth=MAX_CBOR_DEPTH,
+                                  allow_duplicate_keys=False).decode()
+        if stream.tell() != len(body):  # cbor2.loads would ignore what follows the item
+            raise ValueError("data after the request's data item")
     except (cbor2.CBORDecodeError, RecursionError, ValueError, _RefusedTag):
         raise ApiError("SerializationException", "the body is not a valid CBOR map of the "
                        "RPC v2 CBOR data model (tags other than 1 are not accepted)") from None
@@ -80,12 +94,29 @@ def decode_cbor(body: bytes) -> dict[str, Any]:
     return value
 
 
+async def _read(request: web.Request) -> bytes:
+    """The whole body, at most MAX_REQUEST_BYTES. Raises ApiError (413)."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError("RequestEntityTooLargeException", f"the request body is larger than "
+                       f"{MAX_REQUEST_BYTES} bytes") from None
+    except (RequestPayloadError, HttpProcessingError, OSError):
+        # The client went away or broke the framing: no bug of ours, nobody to answer.
+        raise ApiError("SerializationException", "the request body ended before its "
+                       "declared length or is not validly framed") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def decode_json(body: bytes) -> dict[str, Any]:
     """The request object of an AWS JSON 1.0 body (empty body: {}). Raises ApiError."""
     if not body.strip():
         return {}
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise ApiError("SerializationException", "the body is not valid JSON") from None
     if not isinstance(value, dict):
@@ -108,6 +139,7 @@ def validate_request(operation: str, params: dict[str, Any]) -> dict[str, Any]:
         if params:
             raise validation(f"{operation} takes no parameters")
         return {}
+    _check_sizes(params, shape, "")
     sink = Sink()
     Validator(Ctx("request", Path("."), sink), extra_keys(operation)).validate(
         params, shape.name, "$")
@@ -118,6 +150,31 @@ def validate_request(operation: str, params: dict[str, Any]) -> dict[str, Any]:
         raise validation(one_line(f"{count} validation {noun} detected: " + "; ".join(lines),
                                   4000))
     return dict(decode_input(params, shape))
+
+
+def _check_sizes(value: Any, shape: Any, path: str) -> None:
+    """Refuse a list or map longer than its shape allows, and a structure with far more keys
+    than members, before the validator walks every item (a 16 MiB body of two million rules
+    would hold the event loop for seconds). Raises ApiError (ValidationException)."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        if len(value) > len(shape.members) + _MAX_EXTRA_KEYS:
+            raise validation(f"{_ONE} {path or '(request)'}: {len(value)} keys, and "
+                             f"{shape.name} has {len(shape.members)} members")
+        for key, item in value.items():
+            if key in shape.members:
+                _check_sizes(item, shape.members[key], f"{path}.{key}" if path else key)
+    elif (kind, type(value)) in (("list", list), ("map", dict)):
+        limit = int(shape.metadata.get("max", MAX_UNBOUNDED_ITEMS))
+        if len(value) > limit:
+            raise validation(f"{_ONE} {path}: at most {limit} items ({shape.name}), "
+                             f"got {len(value)}")
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_sizes(item, shape.member, f"{path}[{i}]")
+        else:
+            for key, item in value.items():
+                _check_sizes(item, shape.value, f"{path}.{key}")
 
 
 def _field(path: str) -> str:
@@ -144,34 +201,60 @@ class ApiRoutes:
 
     async def _json(self, request: web.Request) -> web.Response:
         prefix, _, operation = request.headers.get("X-Amz-Target", "").partition(".")
-        body = await request.read()
+        if prefix != "MailManagerSvc" or not operation:
+            operation = ""
+        return await self._serve(request, operation, cbor=False)
+
+    async def _cbor(self, request: web.Request) -> web.Response:
+        return await self._serve(request, request.match_info["operation"], cbor=True)
+
+    async def _serve(self, request: web.Request, operation: str, *, cbor: bool
+                     ) -> web.Response:
+        """One request of either protocol, timed and counted (`mailmgr_api_requests_total`,
+        `mailmgr_api_request_seconds`); never an unanswered exception."""
+        started = time.perf_counter()
+        label = operation if operation in self.model_operations else "unknown"
         try:
-            if prefix != "MailManagerSvc" or not operation:
+            body = await _read(request)
+            if not operation:
                 raise ApiError("UnknownOperationException",
                                "X-Amz-Target must be MailManagerSvc.<Operation>")
             self._authenticate(request, body)
-            answer = await self._call(request, operation, decode_json(body), cbor=False)
+            params = decode_cbor(body) if cbor else decode_json(body)
+            answer = await self._call(request, operation, params, cbor=cbor)
+            response = self._answer(answer, cbor=cbor)
+            code = "OK"
         except ApiError as exc:
-            return self._error(exc, operation, cbor=False)
+            response = self._error(exc, operation, cbor=cbor)
+            code = metric_code(exc.code)
+        except Exception as exc:  # a bug: logged, answered like AWS's InternalFailure
+            logs.error("api.failed", operation=one_line(operation, 100),
+                       error=f"{type(exc).__name__}: {one_line(str(exc), 300)}")
+            response = self._error(ApiError("InternalFailure", "mailmgr failed to run the "
+                                             "request; the server log has the details "
+                                             "(api.failed)"), operation, cbor=cbor)
+            code = "InternalFailure"
+        METRICS.api_requests.labels(label, code).inc()
+        METRICS.api_request_duration.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    def _answer(self, answer: Any, *, cbor: bool) -> web.Response:
+        if cbor:
+            return web.Response(body=cbor2.dumps(answer, datetime_as_timestamp=True),
+                                headers={"Content-Type": CBOR_TYPE,
+                                         "smithy-protocol": "rpc-v2-cbor"})
         return web.Response(body=json.dumps(answer, ensure_ascii=False).encode(),
                             content_type=JSON_TYPE)
-
-    async def _cbor(self, request: web.Request) -> web.Response:
-        operation = request.match_info["operation"]
-        body = await request.read()
-        try:
-            self._authenticate(request, body)
-            answer = await self._call(request, operation, decode_cbor(body), cbor=True)
-        except ApiError as exc:
-            return self._error(exc, operation, cbor=True)
-        return web.Response(body=cbor2.dumps(answer, datetime_as_timestamp=True),
-                            headers={"Content-Type": CBOR_TYPE,
-                                     "smithy-protocol": "rpc-v2-cbor"})
 
     def _authenticate(self, request: web.Request, body: bytes) -> None:
         credentials = self.settings.credentials
         if credentials is not None:
-            sigv4.verify(request.method, str(request.url), request.headers, body,
+            try:
+                url = str(request.url)
+            except ValueError:  # a Host header yarl cannot build a URL from
+                raise ApiError("IncompleteSignatureException", "the Host header is not valid"
+                               ) from None
+            sigv4.verify(request.method, url, request.headers, body,
                          credentials.access_key_id, credentials.secret_access_key)
             return
         if self._bearer is not None:

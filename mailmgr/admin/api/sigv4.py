@@ -5,6 +5,7 @@ aws-cli, boto3 and the SDKs sign verifies here. AWS: "Signature Version 4 signin
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import re
 
@@ -57,8 +58,16 @@ def verify(method: str, url: str, headers: CIMultiDictProxy[str], body: bytes,
     signed = match["signed"].split(";")
     if "host" not in signed:
         raise ApiError("IncompleteSignatureException", "the Host header must be signed")
+    claimed = headers.get("X-Amz-Content-SHA256")
+    if claimed is not None and not hmac.compare_digest(
+            claimed.strip().encode("utf-8", "replace"), hashlib.sha256(body).hexdigest().encode()):
+        # botocore's signer takes this header's value for the body's hash: a body that does
+        # not match it (or UNSIGNED-PAYLOAD) would pass unverified.
+        raise ApiError("InvalidSignatureException",
+                       "X-Amz-Content-SHA256 is not the SHA-256 of the request body")
+    # Several lines of one header are one comma-separated value (SigV4 canonical headers).
     request = AWSRequest(method=method, url=url, data=body,
-                         headers={name: ", ".join(headers.getall(name, [])) for name in signed})
+                         headers={name: ",".join(headers.getall(name, [])) for name in signed})
     request.context["timestamp"] = stamp
     signer = SigV4Auth(Credentials(access_key_id, secret), service, region)
     canonical = signer.canonical_request(request)
