@@ -301,6 +301,10 @@ async def delete(kind: ResourceKind, service: ApiService, params: dict[str, Any]
                            + (f" and {len(users) - 5} more" if len(users) > 5 else ""))
         entries(state, kind).remove(entry)
         state.meta.get("Resources", {}).pop(rid, None)
+        if kind is ResourceKind.ADDRESS_LIST:
+            from mailmgr.admin.api.member_state import prune
+
+            prune(state, rid)  # its members' creation times go with it
         return state, {}
 
     return await service.mutate(f"Delete{info.id_key[:-2]}", params, change, deleting=True)
