@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import hashlib
 import json
+import pickle
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -93,6 +93,7 @@ class ApiService:
         """The config changed outside the API (SIGHUP, a push): read it again next time."""
         self._cached = None
         self._validated = None
+        self.store.forget()
 
     def config(self) -> Config:
         """The config the resources were last built into (IDs resolved, ARNs, status)."""
@@ -133,8 +134,7 @@ class ApiService:
                         raise conflict(f"ClientToken {token!r} was already used with "
                                        "different parameters")
                     return dict(seen.get("Response") or {})
-            new, answer = change(ApiState(copy.deepcopy(state.resources),
-                                          copy.deepcopy(state.meta)))
+            new, answer = change(ApiState(_copy(state.resources), _copy(state.meta)))
             if key is not None:
                 _remember(new.meta, key, digest, answer)
             config = await self._validate(new.resources, focus, deleting)
@@ -165,6 +165,13 @@ class ApiService:
             if deleting:
                 raise conflict(f"the resource is in use: {text}") from None
             raise validation(text) from None
+
+
+def _copy(value: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of JSON-shaped data; pickle is ~2x faster than copy.deepcopy on it (a 10,000-
+    member list: measured), and the state holds nothing pickle cannot copy."""
+    copied: dict[str, Any] = pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    return copied
 
 
 def _digest(params: Mapping[str, Any]) -> str:
