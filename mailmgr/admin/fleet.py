@@ -102,12 +102,21 @@ def merge(expositions: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
+# Not forwarded to a worker (RFC 9110 §7.6.1), or recomputed by the client library.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "trailer", "transfer-encoding",
+                         "upgrade", "proxy-connection", "content-length"})
+_ANSWER_HEADERS = frozenset({"content-type", "smithy-protocol", "x-amzn-errortype",
+                             "content-disposition", "cache-control"})
+
+
 class FleetAdmin(AdminServer):
     """AdminServer answering for all workers (`views`: the supervisor's current workers)."""
 
     def __init__(self, settings: AdminSettings,
                  views: Callable[[], list[WorkerView]], api: ApiService | None = None) -> None:
         super().__init__(settings, METRICS, api=api)  # METRICS is unused here: see _scrape
+        if api is not None:
+            api.delegate = self._to_archives
         self._views = views
         self._headers = {} if settings.token is None else {
             "Authorization": f"Bearer {settings.token}"}
@@ -144,6 +153,27 @@ class FleetAdmin(AdminServer):
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             return 502, json.dumps({"error": f"worker {view.index}: {exc}"}).encode()
+
+    async def _to_archives(self, request: web.Request, body: bytes) -> web.Response:
+        """An archive operation or download link, answered by the first worker that runs
+        (worker 0 unless it is restarting): the supervisor opens no archives, and searches,
+        exports and link keys must live in one process. The request goes as it came (Host and
+        signature included: the worker checks them as configured), the answer comes back."""
+        views = [v for v in self._views() if v.admin]
+        if not views:
+            return web.Response(status=503, text="no worker is running\n")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        try:
+            async with self._session.request(
+                    request.method, f"http://{views[0].admin}{request.path_qs}", data=body,
+                    headers=headers, skip_auto_headers=("User-Agent",)) as resp:
+                content = await resp.read()
+                kept = {k: v for k, v in resp.headers.items() if k.lower() in _ANSWER_HEADERS}
+                return web.Response(status=resp.status, body=content, headers=kept)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return web.Response(status=502, text=f"worker {views[0].index}: {exc}\n")
 
     async def _all(self, method: str, path: str, query: Any = None
                    ) -> list[tuple[WorkerView, int, bytes]]:

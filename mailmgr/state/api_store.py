@@ -11,6 +11,7 @@ Both also keep the API's metadata (`ApiState.meta`: creation times, ClientToken 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import time
@@ -50,6 +51,9 @@ class ApiStore(Protocol):
 
     async def write(self, state: ApiState) -> None:
         """Durable when it returns. Raises OSError or SharedStateError."""
+
+    def forget(self) -> None:
+        """Drop what is cached from the config file (a reload happened)."""
 
 
 def state_path(config: Config) -> Path:
@@ -126,22 +130,39 @@ def api_overlay(config: Config) -> tuple[dict[str, Any], bool]:
 
 class FileApiStore:
     """The state file of a server without SharedState. Reads and writes run in the default
-    executor (file I/O and fsync stay off the event loop)."""
+    executor (file I/O and fsync stay off the event loop). The config file's resources, which
+    every write diffs against, are parsed once per version of the file (its size and mtime)."""
 
     def __init__(self, config_path: Path, state_file: Path) -> None:
         self.config_path = config_path
         self.state_file = state_file
+        self._base: tuple[tuple[int, int], dict[str, Any]] | None = None
+
+    def forget(self) -> None:
+        """Parse the config file again next time (a reload: files it imports may have
+        changed without it)."""
+        self._base = None
+
+    def _base_document(self) -> dict[str, Any]:
+        try:
+            info = self.config_path.stat()
+            key = (info.st_mtime_ns, info.st_size)
+        except OSError:
+            key = (0, -1)
+        if self._base is None or self._base[0] != key:
+            self._base = (key, shareable_document(self.config_path))
+        return self._base[1]
 
     def _read(self) -> ApiState:
-        base = shareable_document(self.config_path)
+        base = self._base_document()
         found = _read_state_file(self.state_file)
         if found is None:
-            return ApiState(base, {})
+            return ApiState(copy.deepcopy(base), {})
         return ApiState(apply(base, found[0]), found[1])
 
     def _write(self, state: ApiState) -> None:
-        base = shareable_document(self.config_path)
-        _write_state_file(self.state_file, difference(base, state.resources), state.meta)
+        _write_state_file(self.state_file, difference(self._base_document(), state.resources),
+                          state.meta)
 
     async def read(self) -> ApiState:
         return await asyncio.get_running_loop().run_in_executor(None, self._read)
@@ -157,6 +178,9 @@ class SharedApiStore:
     def __init__(self, config_path: Path, pool: Any) -> None:
         self.config_path = config_path
         self.pool = pool
+
+    def forget(self) -> None:
+        return None  # nothing cached: every read asks PostgreSQL
 
     async def read(self) -> ApiState:
         from mailmgr.state import config_store

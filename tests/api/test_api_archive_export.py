@@ -120,7 +120,8 @@ def test_bad_export_requests_get_modelled_errors(api_server: Any) -> None:
     code, message = error(client.start_archive_export, ArchiveId=archive, **WINDOW,
                           MaxResults=0, ExportDestinationConfiguration=local)
     assert code == "ValidationException" and "MaxResults" in message
-    for call in (client.get_archive_export, client.stop_archive_export):
+    for call, wanted in ((client.get_archive_export, "ResourceNotFoundException"),
+                         (client.stop_archive_export, "ValidationException")):
         code, message = error(call, ExportId="no-such-export")
-        assert code == "ValidationException" and "no-such-export" in message
+        assert code == wanted and "no-such-export" in message
     assert not (api_server.tmp_path / "var" / "exports").exists()

@@ -89,5 +89,5 @@ def test_message_content_is_decoded(api_server: Any) -> None:
     for call in (client.get_archive_message, client.get_archive_message_content):
         with pytest.raises(ClientError) as caught:
             call(ArchivedMessageId="0nosuchmessager1a1")
-        assert caught.value.response["Error"]["Code"] == "ValidationException"
+        assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
         assert "0nosuchmessager1a1" in caught.value.response["Error"]["Message"]

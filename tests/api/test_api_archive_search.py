@@ -102,10 +102,11 @@ def test_bad_search_requests_get_modelled_errors(api_server: Any) -> None:
     assert (code, status) == ("ResourceNotFoundException", 404) and "a-doesnotexist" in message
     assert error(client.list_archive_searches, ArchiveId="a-doesnotexist")[0] == \
         "ResourceNotFoundException"
-    for call in (client.get_archive_search, client.get_archive_search_results,
-                 client.stop_archive_search):
+    for call, wanted in ((client.get_archive_search, ("ResourceNotFoundException", 404)),
+                         (client.get_archive_search_results, ("ResourceNotFoundException", 404)),
+                         (client.stop_archive_search, ("ValidationException", 400))):
         code, message, status = error(call, SearchId="no-such-search")
-        assert (code, status) == ("ValidationException", 400), message
+        assert (code, status) == wanted, message
         assert "no-such-search" in message
     # An attribute the model does not have: named in the answer.
     bad = {"Include": [contains("BODY", "x")]}
@@ -149,4 +150,4 @@ def test_archive_search_over_rpc_v2_cbor(api_server: Any) -> None:
     assert [r["ArchivedMessageId"] for r in results["Rows"]] == [archived]
     assert isinstance(results["Rows"][0]["ReceivedTimestamp"], dt.datetime)
     status, answer = call("GetArchiveSearch", {"SearchId": "nope"})
-    assert status == 400 and answer["__type"] == "ValidationException"
+    assert status == 404 and answer["__type"] == "ResourceNotFoundException"

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.api.conftest import ApiServer
-from tests.support import ServerProcess, archived_text, cli
+from tests.support import ServerProcess, archived_text, basic_config, cli
 
 BLOCKED = "blocked@example.com"
 
@@ -216,3 +216,24 @@ def test_restart_keeps_everything_created_through_the_api(
         assert _header(again.server, "after-restart") == "X-Api: v3"
     finally:
         again.server.stop()
+
+
+def test_lists_page_with_the_model_limits(api_server_factory: Any, tmp_path: Path) -> None:
+    config = basic_config(tmp_path)
+    config["RuleSets"] += [{"RuleSetName": f"extra-{i:02}", "Rules": []} for i in range(59)]
+    client = api_server_factory(config).client()
+    first = client.list_rule_sets()
+    assert len(first["RuleSets"]) == 50 and first["NextToken"]  # the model's maximum
+    seen: list[str] = []
+    kwargs: dict[str, Any] = {"PageSize": 7}
+    while True:
+        page = client.list_rule_sets(**kwargs)
+        seen += [r["RuleSetName"] for r in page["RuleSets"]]
+        if "NextToken" not in page:
+            break
+        kwargs["NextToken"] = page["NextToken"]
+    assert seen == ["main", *(f"extra-{i:02}" for i in range(59))]
+    paginator = client.get_paginator("list_rule_sets")
+    assert sum(len(p["RuleSets"]) for p in paginator.paginate()) == 60
+    with pytest.raises(client.exceptions.ValidationException):
+        client.list_relays(NextToken=first["NextToken"])  # another operation's token

@@ -32,10 +32,14 @@ _EXPORT_ECHO = (*_SEARCH_ECHO, "ExportDestinationConfiguration")
 
 
 def _missing(operation: str, message: str) -> ApiError:
-    """Not found, as the operation's model lets it say it: ResourceNotFoundException where the
-    operation declares it, else ValidationException (GetArchiveSearch & co. declare none)."""
+    """Not found: ResourceNotFoundException for every Get*/Delete* (interface.md fixes that for
+    unknown IDs, and boto3 maps the code to its modelled exception class even where an
+    operation's model lists no such error) and where the operation declares it; else (Stop*)
+    ValidationException."""
     errors = {e.name for e in service_model().operation_model(operation).error_shapes}
-    return not_found(message) if "ResourceNotFoundException" in errors else validation(message)
+    if operation.startswith(("Get", "Delete")) or "ResourceNotFoundException" in errors:
+        return not_found(message)
+    return validation(message)
 
 
 def _check_archive(service: ApiService, archive_id: str, operation: str) -> None:

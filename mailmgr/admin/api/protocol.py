@@ -190,6 +190,10 @@ class ApiRoutes:
         self.handlers: dict[str, Handler] = operations()
         self.model_operations = frozenset(service_model().operation_names)
         self._bearer = None if settings.token is None else f"Bearer {settings.token}".encode()
+        from mailmgr.admin.api import archive_ops
+
+        # Archive operations run where the archives are open (ApiService.delegate).
+        self.delegated = frozenset(archive_ops.OPERATIONS)
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/", self._json)
@@ -220,6 +224,14 @@ class ApiRoutes:
                 raise ApiError("UnknownOperationException",
                                "X-Amz-Target must be MailManagerSvc.<Operation>")
             self._authenticate(request, body)
+            if self.service.delegate is not None and operation in self.delegated:
+                response = await self.service.delegate(request, body)
+                code = "OK" if response.status < 300 else metric_code(
+                    response.headers.get("x-amzn-ErrorType", "other"))
+                METRICS.api_requests.labels(label, code).inc()
+                METRICS.api_request_duration.labels(label).observe(
+                    time.perf_counter() - started)
+                return response
             params = decode_cbor(body) if cbor else decode_json(body)
             answer = await self._call(request, operation, params, cbor=cbor)
             response = self._answer(answer, cbor=cbor)

@@ -19,7 +19,7 @@ from typing import Any
 from mailmgr.admin.api.errors import conflict, not_found
 from mailmgr.admin.api.registry import Handler
 from mailmgr.admin.api.service import ApiService, Focus
-from mailmgr.admin.api.shapes import paginate
+from mailmgr.admin.api.shapes import page_size_limits, paginate
 from mailmgr.config.ids import KINDS, ResourceKind, make_arn
 from mailmgr.config.loader import EXTENSION_KEYS
 from mailmgr.config.models import Config
@@ -45,7 +45,7 @@ EXTRA_INPUT_KEYS: dict[str, tuple[str, ...]] = {
 # Update members that are not entry keys as they are.
 _UPDATE_RENAMES = {"StatusToUpdate": "Status"}
 _REQUEST_ONLY = ("ClientToken",)
-_LIST_SIZE = 100  # default page size of List* (the model's maximum is 50-1000 by operation)
+_LIST_SIZE = 100  # default page size of List*, or the model's maximum when lower
 
 
 def new_id(kind: ResourceKind) -> str:
@@ -327,8 +327,8 @@ async def list_all(kind: ResourceKind, service: ApiService, params: dict[str, An
     operation, member = _LIST_KEYS[kind]
     state = await service.state()
     found = [(entry, entry_id(kind, entry)) for entry in entries(state, kind)]
-    page, token = paginate([f for f in found if f[1] is not None], params,
-                           scope=operation, default=_LIST_SIZE)
+    page, token = paginate([f for f in found if f[1] is not None], params, scope=operation,
+                           default=min(_LIST_SIZE, page_size_limits(operation)[1]))
     described = []
     for entry, rid in page:
         assert rid is not None
