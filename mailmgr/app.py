@@ -482,13 +482,15 @@ class App:
         by_id = {s.ingress_point.id: s for s in self.servers}
         failed: list[str] = []
         for point_id in (*diff.removed, *diff.rebound):
-            old = by_id.pop(point_id)
+            old = by_id.pop(point_id, None)
+            if old is None:  # it had failed to start: nothing listens
+                continue
             await old.stop_accepting()  # frees the ports before the new listeners bind
             self._spawn(self._retire(old, config.server.shutdown_grace))
         for point in config.ingress_points:
             try:
                 srv = self._server(config, point, checks)
-                if point.id in diff.updated:
+                if point.id in diff.updated and point.id in by_id:
                     by_id[point.id].adopt(srv)
                     if point.tls_certificate is not None:
                         logs.event("tls.reloaded", ingress_point=point.name)

@@ -335,7 +335,8 @@ class Supervisor:
         async def apply(config: Config) -> None:
             self._forward(signal.SIGHUP)
 
-        return api_service(self.config, apply, lambda: self.config, pool=self._pool)
+        return api_service(self.config, apply, lambda: self.config, pool=self._pool,
+                           fixed_ports=True)
 
     def _host(self, point_id: str, kind: str, position: int) -> str:
         point = next(p for p in self.config.ingress_points if p.id == point_id)

@@ -51,7 +51,15 @@ class Overlay:
             raise ValueError("Resources.Upserts and Resources.Deleted must be mappings")
         for section, items in [*upserts.items(), *deleted.items()]:
             if section not in SECTION_KINDS or not isinstance(items, list):
-                raise ValueError(f"Resources: unknown section {section!r} or not a list")
+                raise ValueError(f"Resources: unknown section {section!r:.60} or not a list")
+        for section, items in upserts.items():
+            kind = SECTION_KINDS[section]
+            if not all(isinstance(e, dict) and entry_id(kind, e) is not None for e in items):
+                raise ValueError(f"Resources.Upserts.{section}: every entry must be a mapping "
+                                 "with its ID or name")
+        for section, items in deleted.items():
+            if not all(isinstance(i, str) for i in items):
+                raise ValueError(f"Resources.Deleted.{section}: every entry must be an ID")
         return cls(upserts, deleted)
 
     @property

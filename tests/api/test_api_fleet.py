@@ -41,6 +41,13 @@ def test_an_api_change_reaches_every_worker(tmp_path: Path) -> None:
         assert {e.get("worker") for e in processed.values()} <= {0, 1}
         assert "X-Api: fleet" in archived_text(server, "fleet-0")
         assert client.get_rule_set(RuleSetId=main)["Rules"][0]["Name"] == "stamp"
+        # every worker binds a new point itself: port 0 would give each another port
+        with pytest.raises(client.exceptions.ValidationException) as zero:
+            client.create_ingress_point(
+                IngressPointName="zero", Type="OPEN", RuleSetId=main,
+                TrafficPolicyId="allow-all", Tags=[{"Key": "mailmgr:Listen",
+                                                    "Value": "127.0.0.1:0"}])
+        assert "port 0" in str(zero.value)
     finally:
         server.stop()
 

@@ -123,10 +123,17 @@ def _rename_references(value: Any, key: str, old: str, rid: str) -> None:
 
 
 def _mentions(value: Any, key: str, names: set[str]) -> bool:
+    """Whether `value` holds, under `key`, one of `names` (a string, or in a list of them)."""
     if isinstance(value, dict):
-        return any((k == key and (item in names or (isinstance(item, list) and names & {
-            v for v in item if isinstance(v, str)}))) or _mentions(item, key, names)
-                   for k, item in value.items())
+        for k, item in value.items():
+            if k == key and isinstance(item, str) and item in names:
+                return True
+            if k == key and isinstance(item, list) and any(
+                    isinstance(v, str) and v in names for v in item):
+                return True
+            if _mentions(item, key, names):
+                return True
+        return False
     if isinstance(value, list):
         return any(_mentions(item, key, names) for item in value)
     return False

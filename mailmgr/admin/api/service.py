@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mailmgr.admin.api import preflight
 from mailmgr.admin.api.errors import ApiError, conflict, validation
 from mailmgr.config.fields import one_line
 from mailmgr.config.ids import KINDS, ResourceKind
@@ -61,12 +62,14 @@ class ApiService:
     def __init__(self, config_path: Path, store: ApiStore,
                  apply: Callable[[Config], Awaitable[None]], current: Callable[[], Config],
                  *, shared: bool = False, archives: Callable[[], Mapping[str, Any]] | None = None,
-                 listeners: Callable[[str], list[str]] | None = None) -> None:
+                 listeners: Callable[[str], list[str]] | None = None,
+                 fixed_ports: bool = False) -> None:
         self.config_path = config_path
         self.store = store
         self._apply = apply
         self.current = current
         self.shared = shared
+        self.fixed_ports = fixed_ports  # Processes > 1: no new port-0 listeners (preflight)
         self.archives = archives or (lambda: {})
         # The bound `host:port` addresses of an ingress point by ID (port 0 resolved); empty
         # where this process does not serve it (a supervisor).
@@ -102,15 +105,18 @@ class ApiService:
     async def state(self) -> ApiState:
         """The resources and metadata as last persisted. Raises ApiError on a store failure."""
         if self._cached is None:
-            try:
-                self._cached = await self.store.read()
-            except ConfigError as exc:
-                raise ApiError("InternalFailure", "the configuration cannot be read: "
-                               + one_line(str(exc.problems[0]), 300)) from None
-            except Exception as exc:
-                raise ApiError("InternalFailure", f"the API state cannot be read: "
-                               f"{one_line(str(exc), 300)}") from None
+            self._cached = await self._read()
         return self._cached
+
+    async def _read(self) -> ApiState:
+        try:
+            return await self.store.read()
+        except ConfigError as exc:
+            raise ApiError("InternalFailure", "the configuration cannot be read: "
+                           + one_line(str(exc.problems[0]), 300)) from None
+        except Exception as exc:
+            raise ApiError("InternalFailure", f"the API state cannot be read: "
+                           f"{one_line(str(exc), 300)}") from None
 
     async def mutate(self, operation: str, params: Mapping[str, Any], change: Change, *,
                      focus: Focus | None = None, deleting: bool = False) -> dict[str, Any]:
@@ -123,7 +129,12 @@ class ApiService:
         problems, relative to the request when `focus` is given; ConflictException when a
         deletion would break a reference)."""
         async with self._lock:
-            state = await self.state()
+            # Read afresh, never from the cache: the operator may have edited the config file
+            # since (a failed SIGHUP leaves the running config behind the file). A change is
+            # made to what the file and the state file say now, so it never writes back stale
+            # copies of the file's resources.
+            state = await self._read()
+            self._cached = state
             token = params.get("ClientToken")
             key = f"{operation}:{token}" if isinstance(token, str) else None
             digest = _digest(params)
@@ -154,7 +165,12 @@ class ApiService:
         loader = load_shared if self.shared else load_resources
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(None, loader, self.config_path, resources, label)
+            config = await loop.run_in_executor(None, loader, self.config_path, resources, label)
+            found = await loop.run_in_executor(None, lambda: preflight.problems(
+                config, self.config(), fixed_ports=self.fixed_ports))
+            if found:
+                raise validation(one_line("; ".join(found[:_MAX_PROBLEMS_SHOWN]), 4000))
+            return config
         except ConfigError as exc:
             where = _focus_index(resources, focus)
             lines = [_relative(p.path, where) + ": " + p.message if p.file == label

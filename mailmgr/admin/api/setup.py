@@ -14,7 +14,8 @@ from mailmgr.state.api_store import ApiStore, FileApiStore, SharedApiStore, stat
 def api_service(config: Config, apply: Callable[[Config], Awaitable[None]],
                 current: Callable[[], Config], *, pool: Any = None,
                 archives: Callable[[], Mapping[str, Any]] | None = None,
-                listeners: Callable[[str], list[str]] | None = None) -> ApiService:
+                listeners: Callable[[str], list[str]] | None = None,
+                fixed_ports: bool = False) -> ApiService:
     """`pool`: the psycopg pool of `Server.SharedState` (required when it is set)."""
     store: ApiStore
     if config.server.shared_state is not None:
@@ -24,4 +25,4 @@ def api_service(config: Config, apply: Callable[[Config], Awaitable[None]],
     else:
         store = FileApiStore(config.source, state_path(config))
     return ApiService(config.source, store, apply, current, shared=pool is not None,
-                      archives=archives, listeners=listeners)
+                      archives=archives, listeners=listeners, fixed_ports=fixed_ports)
