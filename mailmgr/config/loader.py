@@ -16,6 +16,7 @@ from mailmgr.config.documents import load_document
 from mailmgr.config.extension_tags import apply_tags, unknown_tags
 from mailmgr.config.fields import Ctx, Sink, brief, check_keys, index_path, key_path, type_name
 from mailmgr.config.ids import ID_PATTERN, KINDS, ResourceKind, derive_id, make_arn
+from mailmgr.config.listen_check import check_listen_conflicts
 from mailmgr.config.models import Config, ServerConfig
 from mailmgr.config.refs import Declared, Resolver
 from mailmgr.config.resources import (
@@ -218,6 +219,8 @@ def _build_config(server_ctx: Ctx, server_raw: Any, ctx: Ctx, data: dict[str, An
             if declared is not None:
                 pending[kind].append(declared)
 
+    _guard(ctx, "$.IngressPoints", check_listen_conflicts, server_ctx, server_raw,
+           pending[ResourceKind.INGRESS_POINT])
     built: dict[ResourceKind, list[Any]] = {kind: [] for kind in ResourceKind}
     for kind in ORDER:
         for p in pending[kind]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,9 +18,13 @@ from typing import Any
 from mailmgr.config.analyzer_models import RESULT_FIELDS, AnalyzerEngine
 from mailmgr.config.analyzers import ARN_PATTERN, NAME_PATTERN, instance_id
 from mailmgr.config.extension_tags import PREFIX as TAG_PREFIX
+from mailmgr.config.fields import parse_host_port
+from mailmgr.config.server import DEFAULT_ADMIN_LISTEN
 
 PLACEHOLDER = "mailmgr placeholder: "
 FIRST_PORT = 2525  # placeholder listeners: one port per ingress point, unprivileged
+# A pulled config keeps the default admin listener: no placeholder may take its port.
+ADMIN_PORT = parse_host_port(DEFAULT_ADMIN_LISTEN).port
 HOSTNAME = "mx.example.invalid"
 # Request fields kept per section (the Create*Request shape plus the explicit ID), in the order
 # they are written; output-only fields (ARNs, timestamps, Status, ARecord, ArchiveState) are not.
@@ -112,7 +116,32 @@ def _extension_tags(item: PulledResource) -> set[str]:
     return {k[len(TAG_PREFIX):] for k, _ in item.tags if k.startswith(TAG_PREFIX)}
 
 
-def _ingress_point(item: PulledResource, section_index: int, port: int,
+def _tag_ports(items: Iterable[PulledResource]) -> set[int]:
+    """The ports the points' `mailmgr:Listen` / `mailmgr:TlsWrappedListen` tags bind (values
+    that do not parse are left to check-config)."""
+    ports: set[int] = set()
+    keys = (TAG_PREFIX + "Listen", TAG_PREFIX + "TlsWrappedListen")
+    for item in items:
+        for key, value in item.tags:
+            for text in value.split(",") if key in keys else ():
+                try:
+                    ports.add(parse_host_port(text.strip()).port)
+                except ValueError:
+                    continue
+    return ports
+
+
+def _free_ports(taken: set[int]) -> Iterator[int]:
+    """Placeholder ports from FIRST_PORT up, skipping `taken` (tag ports, the admin port): a
+    placeholder never lands on an address another listener binds."""
+    port = FIRST_PORT
+    while True:
+        if port not in taken:
+            yield port
+        port += 1
+
+
+def _ingress_point(item: PulledResource, section_index: int, ports: Iterator[int],
                    new_password: Callable[[], str]) -> tuple[dict[str, Any], list[Note]]:
     r = item.response
     entry = _pick("IngressPoints", r)
@@ -146,7 +175,7 @@ def _ingress_point(item: PulledResource, section_index: int, port: int,
         entry["Status"] = "CLOSED"
     extension = _extension_tags(item)
     if not extension & {"Listen", "TlsWrappedListen"}:
-        entry["Listen"] = [f"127.0.0.1:{port}"]
+        entry["Listen"] = [f"127.0.0.1:{next(ports)}"]
         note("Listen", "where this ingress point accepts SMTP (AWS has no such setting), "
                        "e.g. [\"0.0.0.0:25\"]; each point needs its own address.")
     needs_certificate = (r.get("Type") in ("AUTH", "MTLS")
@@ -282,9 +311,12 @@ def _owner(account: Account) -> tuple[str, str | None]:
 
 
 def _plural(n: int, word: str) -> str:
+    """`1 relay`, `2 relays`, `0 traffic policies`: -y after a consonant becomes -ies."""
     if n == 1:
         return f"1 {word}"
-    return f"{n} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
+    if word.endswith("y") and word[-2:-1] not in tuple("aeiou"):
+        return f"{n} {word[:-1]}ies"
+    return f"{n} {word}s"
 
 
 _WORDS = {"IngressPoints": "ingress point", "TrafficPolicies": "traffic policy",
@@ -331,6 +363,7 @@ def convert(account: Account, *,
     notes: list[Note] = [Note("Server", 0, "Hostname", "this server's name (SMTP banner, EHLO, "
                                                        "Authentication-Results).")]
     skipped = 0
+    ports = _free_ports(_tag_ports(account.resources.get("IngressPoints", ())) | {ADMIN_PORT})
     for section in FIELDS:
         items = sorted(account.resources.get(section, ()), key=_name_key(section))
         entries: list[dict[str, Any]] = []
@@ -339,8 +372,7 @@ def convert(account: Account, *,
                 skipped += 1
                 continue
             if section == "IngressPoints":
-                entry, more = _ingress_point(item, len(entries), FIRST_PORT + len(entries),
-                                             new_password)
+                entry, more = _ingress_point(item, len(entries), ports, new_password)
                 notes += more
             else:
                 entry = _pick(section, item.response)

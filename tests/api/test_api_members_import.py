@@ -268,3 +268,26 @@ def test_restart_keeps_members_and_jobs(
     client.start_address_list_import_job(JobId=waiting["JobId"])
     assert _wait(client, waiting["JobId"])["Status"] == "COMPLETED"
     assert "late@durable.test" in _members(client, list_id)
+
+
+def test_start_after_the_list_was_deleted(api_server: ApiServer) -> None:
+    client = api_server.client()
+    list_id = client.create_address_list(AddressListName="short-lived")["AddressListId"]
+    created = client.create_address_list_import_job(
+        AddressListId=list_id, Name="orphan", ImportDataFormat={"ImportDataType": "CSV"})
+    assert _put(created["PreSignedUrl"], CSV.encode())[0] == 200
+    client.delete_address_list(AddressListId=list_id)
+
+    with pytest.raises(ClientError) as info:
+        client.start_address_list_import_job(JobId=created["JobId"])
+    error = info.value.response["Error"]
+    assert error["Code"] == "ResourceNotFoundException"
+    assert list_id in error["Message"]
+    job = client.get_address_list_import_job(JobId=created["JobId"])
+    assert job["Status"] == "FAILED"
+    assert job["Error"] == f"address list {list_id!r} was deleted before the job started"
+    assert "ImportedItemsCount" not in job
+    assert _uploads(api_server.tmp_path) == []  # the uploaded file is not kept for nothing
+    with pytest.raises(ClientError) as info:  # and it stays that way
+        client.start_address_list_import_job(JobId=created["JobId"])
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -326,3 +327,44 @@ def test_analyzer_engine_follows_the_result_fields_and_one_instance_is_one_analy
     loaded = config.load(path)
     virus = loaded.rule_sets[0].rules[-1]
     assert [c.analysis.analyzer for c in virus.conditions] == ["trend", "ai-abcdef0123"]
+
+
+def open_point(name: str, *tags: tuple[str, str]) -> PulledResource:
+    point = auth_point(IngressPointId=f"inp-0{name}", IngressPointName=name, Type="OPEN",
+                       TlsPolicy="OPTIONAL", IngressPointAuthConfiguration={})
+    return PulledResource(point.response, tags=tags)
+
+
+def test_placeholder_ports_avoid_the_ports_of_listen_tags(tmp_path: Path) -> None:
+    # A running server's `inbound` (file-defined: no tags) and API points with listen tags:
+    # the placeholders used to be 2525 + position, so `inbound` got the tagged 2526.
+    tagged = open_point("api", ("mailmgr:Listen", "127.0.0.1:2526"),
+                        ("mailmgr:TlsWrappedListen", "127.0.0.1:2527"),
+                        ("mailmgr:CertificateFile", "/etc/c.pem"),
+                        ("mailmgr:PrivateKeyFile", "/etc/c.key"))
+    acct = account(IngressPoints=(tagged, open_point("other"), open_point("zz-last")))
+    text, path = written(tmp_path, acct)
+    points = {p["IngressPointName"]: p for p in yaml.safe_load(text)["IngressPoints"]}
+    assert "Listen" not in points["api"]
+    assert points["inbound"]["Listen"] == ["127.0.0.1:2525"]
+    assert points["other"]["Listen"] == ["127.0.0.1:2528"]
+    assert points["zz-last"]["Listen"] == ["127.0.0.1:2529"]
+    loaded = config.load(path)  # check-config's listen-conflict check passes
+    assert len(loaded.ingress_points) == 4
+
+
+def test_placeholder_ports_skip_the_default_admin_port() -> None:
+    busy = ",".join(f"127.0.0.1:{port}" for port in range(2525, 9025))
+    pulled = convert(account(IngressPoints=(open_point("a-busy", ("mailmgr:Listen", busy)),)))
+    points = {p["IngressPointName"]: p for p in pulled.document["IngressPoints"]}
+    assert points["inbound"]["Listen"] == ["127.0.0.1:9026"]
+
+
+def test_header_counts_use_english_plurals() -> None:
+    acct = account()
+    resources = dict(acct.resources)
+    resources["Relays"] = ()
+    resources["TrafficPolicies"] = resources["TrafficPolicies"] * 2
+    pulled = convert(replace(acct, resources=resources))
+    assert pulled.header[2] == ("  1 ingress point, 2 traffic policies, 1 rule set, 0 relays, "
+                                "1 address list, 1 archive")

@@ -52,6 +52,7 @@ _OWNER = f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
 _TASKS = "import_jobs.tasks"  # service.extra: {JobId: asyncio.Task}
 _GATE = "import_jobs.gate"  # service.extra: asyncio.Semaphore(1): one import at a time
 _RECOVERED = "import_jobs.recovered"  # service.extra: interrupted jobs were marked FAILED
+_MISSING = "import_jobs.missing_list"  # start's change -> start: the job's list is gone
 INTERRUPTED = "the import was interrupted by a restart of mailmgr; start a new job"
 
 
@@ -161,7 +162,8 @@ async def list_jobs(service: ApiService, params: dict[str, Any]) -> dict[str, An
 
 async def start(service: ApiService, params: dict[str, Any]) -> dict[str, Any]:
     """CREATED -> PROCESSING; the import runs in the background. Raises
-    ResourceNotFoundException, ConflictException (not CREATED, or an upload in flight),
+    ResourceNotFoundException (the job, or its address list: a CREATED job whose list was
+    deleted ends FAILED saying so), ConflictException (not CREATED, or an upload in flight),
     ValidationException (nothing uploaded yet), ServiceQuotaExceededException (MAX_QUEUED)."""
     await _recover(service)
     job_id = params["JobId"]
@@ -175,6 +177,16 @@ async def start(service: ApiService, params: dict[str, Any]) -> dict[str, Any]:
 
     def change(state: ApiState) -> tuple[ApiState, dict[str, Any]]:
         job = _job(state, job_id)
+        list_id = str(job.get("AddressListId"))
+        try:
+            find(state, _KIND, list_id)
+        except ApiError as exc:
+            # Checked here, not when the import commits: the caller learns it at once. The
+            # change still commits, so the job record says why it can never run.
+            if job.get("Status") == "CREATED":
+                _finish(job, "FAILED", f"address list {list_id!r} was deleted before the "
+                                       "job started")
+            return state, {_MISSING: exc.message}
         if job.get("Status") != "CREATED":
             raise conflict(f"import job {job_id!r} is {job.get('Status')}; only a CREATED job "
                            "can be started")
@@ -191,6 +203,10 @@ async def start(service: ApiService, params: dict[str, Any]) -> dict[str, Any]:
         return state, {}
 
     answer = await service.mutate("StartAddressListImportJob", params, change)
+    if _MISSING in answer:
+        await loop.run_in_executor(None, remove_uploads,
+                                   service.config().server.data_directory, job_id)
+        raise not_found(f"{answer[_MISSING]}: the import job's address list was deleted")
     tasks[job_id] = asyncio.create_task(_run(service, job_id, path))
     return answer
 
