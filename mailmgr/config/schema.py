@@ -126,9 +126,27 @@ class Validator:
             if len(present) != 1:
                 found = f" (found {', '.join(present)})" if present else ""
                 self.problem(path, f"exactly one of {', '.join(members)} must be set{found}")
+        extension_tag = sh.name == "Tag" and str(value.get("Key", "")).startswith("mailmgr:")
         for key, member in members.items():
             if key in value:
-                self._walk(value[key], member, key_path(path, key))
+                if extension_tag and key == "Value":
+                    self._extension_tag_value(value[key], member, key_path(path, key))
+                else:
+                    self._walk(value[key], member, key_path(path, key))
+
+    def _extension_tag_value(self, value: object, sh: Any, path: str) -> None:
+        """A `mailmgr:` tag's value: AWS's TagValue pattern has no comma, space or brackets, but
+        these tags carry comma-separated lists and `[IPv6]:port` (interface.md), so only the
+        type, the length and printable characters are checked here; the loader checks what the
+        value means."""
+        if not isinstance(value, str):
+            self.problem(path, f"expected a string, got {type_name(value)} ({sh.name})")
+            return
+        high = sh.metadata.get("max")
+        if high is not None and len(value) > high:
+            self.problem(path, f"value {show(value)} is longer than {high} characters ({sh.name})")
+        elif not value.isprintable():
+            self.problem(path, f"value {show(value)} holds control characters ({sh.name})")
 
     def _list(self, value: object, sh: Any, path: str) -> None:
         if not isinstance(value, list):

@@ -128,3 +128,29 @@ def test_a_malformed_state_file_is_one_clear_line(api_server: ApiServer,
     assert served.returncode == 2
     assert str(state) in served.stderr
     assert "Traceback" not in served.stderr
+
+
+def test_listen_tags_carry_lists_and_ipv6_beyond_the_aws_tag_pattern(
+        api_server: ApiServer) -> None:
+    """AWS's TagValue pattern has no comma or bracket; interface.md's mailmgr:Listen is a
+    comma-separated list of host:port, [IPv6]:port included."""
+    client = api_server.client()
+    has_ipv6 = socket.has_ipv6
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        has_ipv6 = False
+    value = "127.0.0.1:0, [::1]:0" if has_ipv6 else "127.0.0.1:0, 127.0.0.2:0"
+    made = _point(client, "two", ("mailmgr:Listen", value))["IngressPointId"]
+    point = client.get_ingress_point(IngressPointId=made)
+    _send(int(point["ARecord"].rsplit(":", 1)[1]), "two-listeners")
+    tags = client.list_tags_for_resource(ResourceArn=point["IngressPointArn"])["Tags"]
+    assert tags == [{"Key": "mailmgr:Listen", "Value": value}]
+    with pytest.raises(client.exceptions.ValidationException) as bad:
+        _point(client, "bad", ("mailmgr:Listen", "127.0.0.1:0\n"))
+    assert "control characters" in str(bad.value)
+    with pytest.raises(client.exceptions.ValidationException) as plain:
+        client.create_rule_set(RuleSetName="tagged", Rules=[],
+                               Tags=[{"Key": "team", "Value": "a,b"}])
+    assert "Tags[0].Value" in str(plain.value)  # other tags keep AWS's pattern
