@@ -4,6 +4,7 @@ never reaches a pre-signed URL unchecked, and error messages say what was wrong.
 
 from __future__ import annotations
 
+import io
 import json
 import smtplib
 import socket
@@ -15,6 +16,8 @@ from typing import Any
 
 import cbor2
 
+from mailmgr import logs
+from mailmgr.admin.api.protocol import log_failure
 from tests.admin.metrics_support import scrape
 from tests.api.api_wire import JSON_TYPE, error_of, post, post_json
 from tests.api.conftest import ApiServer
@@ -205,3 +208,27 @@ def test_only_a_plain_host_header_reaches_presigned_urls(api_server: ApiServer) 
     assert scrape(api_server.server).value("mailmgr_api_requests_total",
                                            operation="CreateAddressListImportJob",
                                            code="OK") == 11
+
+
+def test_api_failed_logs_type_message_and_last_frames() -> None:
+    """What the operator sees of a bug (the client sees only InternalFailure, see
+    test_api_protocol.py): the exception, its message, where it happened."""
+    stream = io.StringIO()
+    logs.setup("json", "INFO", stream)
+
+    def handler_with_a_bug() -> None:
+        {}["RuleSetId"]  # the bug
+
+    try:
+        handler_with_a_bug()
+    except KeyError as exc:
+        log_failure("CreateRuleSet", exc)
+    finally:
+        logs.setup("json", "INFO")
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert line["event"] == "api.failed"
+    assert line["operation"] == "CreateRuleSet"
+    assert line["error"] == "KeyError: 'RuleSetId'"
+    assert line["where"].startswith("test_api_hardening.py:"), line
+    assert "handler_with_a_bug" in line["where"].split(" <- ")[0]
+    assert "test_api_failed_logs_type_message_and_last_frames" in line["where"]

@@ -356,7 +356,7 @@ class ApiRoutes:
                 response.force_close()
             code = metric_code(exc.code)
         except Exception as exc:  # a bug: logged, answered like AWS's InternalFailure
-            _log_failure(operation, exc)
+            log_failure(operation, exc)
             response = self._error(ApiError("InternalFailure", "mailmgr failed to run the "
                                              "request; the server log has the details "
                                              "(api.failed)"), operation, cbor=cbor)
@@ -413,7 +413,7 @@ class ApiRoutes:
         except ApiError:
             raise
         except Exception as exc:
-            _log_failure(operation, exc)
+            log_failure(operation, exc)
             raise ApiError("InternalFailure", "mailmgr failed to run the operation; the server "
                            "log has the details (api.failed)") from None
         logs.event("api.call", operation=operation)
@@ -433,7 +433,7 @@ class ApiRoutes:
                             headers={"x-amzn-ErrorType": exc.code})
 
 
-def _log_failure(operation: str, exc: BaseException) -> None:
+def log_failure(operation: str, exc: BaseException) -> None:
     """`api.failed` in the server log: the exception's type, message and the last frames of its
     traceback (never in the answer)."""
     frames = traceback.extract_tb(exc.__traceback__)[-_FRAMES:]
