@@ -22,6 +22,7 @@ import re
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,14 @@ MAX_UNBOUNDED_ITEMS = 10_000
 # The cost bounds (README, "Protocols"). json.loads and cbor2 are C code that holds the GIL for
 # the whole body: a worker thread alone would not free the event loop (SMTP), so the number of
 # values a body may hold is counted first (cheaply), and bodies above OFFLOAD_BYTES are decoded
-# and validated in the default executor. At most MAX_RUNNING requests are decoded, validated and
-# run at once; MAX_WAITING more wait for a slot; beyond that ThrottlingException (429).
+# and validated in a pool of DECODE_THREADS of their own (not the default executor: the spool
+# writes there, and SMTP must not wait behind an API client). At most MAX_RUNNING requests are
+# decoded, validated and run at once; MAX_WAITING more wait for a slot; beyond that
+# ThrottlingException (429).
 OFFLOAD_BYTES = 64 * 1024
 MAX_BODY_VALUES = 100_000  # ~0.1 s of json.loads/cbor2 at most
 MAX_RUNNING = 4
+DECODE_THREADS = 2
 MAX_WAITING = 32
 BODY_SECONDS = 10.0  # to receive a request's whole body once its headers arrived
 _ONE = "1 validation error detected:"
@@ -285,6 +289,8 @@ class ApiRoutes:
         # Archive operations run where the archives are open (ApiService.delegate).
         self.delegated = frozenset(archive_ops.OPERATIONS)
         self._running = asyncio.Semaphore(MAX_RUNNING)
+        # Threads start on first use; at exit the interpreter joins them (a decode is bounded).
+        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="api-decode")
         self._waiting = 0
 
     @asynccontextmanager
@@ -344,7 +350,7 @@ class ApiRoutes:
             async with self._slot():
                 if len(body) > OFFLOAD_BYTES:  # its decoding would hold the loop (SMTP)
                     checked = await asyncio.get_running_loop().run_in_executor(
-                        None, self._parse, operation, body, cbor)
+                        self._decoder, self._parse, operation, body, cbor)
                 else:
                     checked = self._parse(operation, body, cbor)
                 answer = await self._call(request, operation, checked, cbor=cbor)
