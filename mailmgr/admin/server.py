@@ -25,6 +25,16 @@ _PROBES = ("/healthz/live", "/healthz/ready")
 # The Mail Manager API authenticates its own requests (SigV4 or the bearer token, see
 # mailmgr.admin.api.protocol); its upload and download URLs are pre-signed.
 _API_PREFIXES = ("/service/MailManagerSvc/", "/api/")
+# aiohttp closes a connection that sends no complete request head for this long, from its
+# start (slow headers) or after an answer (idle keep-alive): a silent client never holds a
+# file descriptor for longer. A request body has its own deadline (the API: BODY_SECONDS).
+KEEPALIVE_SECONDS = 10.0
+# At shutdown (after the SMTP drain), requests still running get this long before aiohttp
+# cancels them (its default, 60 s, let one stalled upload hold SIGTERM for a minute).
+SHUTDOWN_SECONDS = 3.0
+# After an answer given before the body was read (401, 408, 413), aiohttp reads and discards
+# what the client still sends for this long before it closes (its default: 10 s).
+LINGER_SECONDS = 1.0
 
 
 async def _anonymous(request: web.Request, response: web.StreamResponse) -> None:
@@ -61,7 +71,10 @@ class AdminServer:
         self.api = api
         if api is not None:
             ApiRoutes(api, settings).register(app.router)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_SECONDS,
+                                     keepalive_timeout=KEEPALIVE_SECONDS,
+                                     lingering_time=LINGER_SECONDS)
         self._started = False
 
     async def start(self) -> list[str]:

@@ -30,6 +30,9 @@ MAX_UPLOAD_BYTES = MAX_MEMBER_FILE_BYTES  # as the config loader's address-list 
 # Uploaded files waiting to be imported, together: a client cannot fill the disk by creating
 # many jobs and uploading to each without starting them.
 MAX_PENDING_BYTES = 4 * MAX_UPLOAD_BYTES
+# An upload that sends nothing for this long is abandoned (408, connection closed): a stalled
+# client must not hold a connection, a temporary file and the job's upload slot for ever.
+IDLE_SECONDS = 10.0
 _CHUNK = 1024 * 1024  # written to disk in the executor per MiB, not per network read
 _KEY = "import_upload.key"  # service.extra: this process's random signing key
 ACTIVE_UPLOADS = "import_upload.active"  # service.extra: job IDs with an upload in flight
@@ -150,6 +153,11 @@ class UploadRoute:
         active.add(job_id)
         try:
             size = await _receive(request, found.path)
+        except TimeoutError:
+            logs.warning("api.import_upload_stalled", job=job_id, seconds=IDLE_SECONDS)
+            response = _text(408, f"the upload sent nothing for {IDLE_SECONDS:g} seconds")
+            response.force_close()
+            return response
         finally:
             active.discard(job_id)
         if size is None:
@@ -160,7 +168,8 @@ class UploadRoute:
 
 async def _receive(request: web.Request, path: Path) -> int | None:
     """Streams the body to `path` (via a temporary file, fsynced, renamed); None when it
-    exceeds MAX_UPLOAD_BYTES (nothing kept). Disk work runs in the executor."""
+    exceeds MAX_UPLOAD_BYTES (nothing kept). Disk work runs in the executor. Raises
+    TimeoutError when no data arrives for IDLE_SECONDS (nothing kept)."""
     loop = asyncio.get_running_loop()
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
@@ -173,7 +182,11 @@ async def _receive(request: web.Request, path: Path) -> int | None:
     buffer = bytearray()
     ok = False
     try:
-        async for chunk in request.content.iter_chunked(64 * 1024):
+        while True:
+            async with asyncio.timeout(IDLE_SECONDS):
+                chunk = await request.content.read(64 * 1024)
+            if not chunk:
+                break
             size += len(chunk)
             if size > MAX_UPLOAD_BYTES:
                 return None

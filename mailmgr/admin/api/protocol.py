@@ -12,12 +12,18 @@ set, else none), input validation against the model (the config loader's walker)
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 import io
+import ipaddress
 import json
+import re
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,19 @@ MAX_CBOR_DEPTH = 64
 # Lists the model gives no maximum (policy statements, their conditions, string values, CIDR
 # lists) take at most this many items through the API.
 MAX_UNBOUNDED_ITEMS = 10_000
+# The cost bounds (README, "Protocols"). json.loads and cbor2 are C code that holds the GIL for
+# the whole body: a worker thread alone would not free the event loop (SMTP), so the number of
+# values a body may hold is counted first (cheaply), and bodies above OFFLOAD_BYTES are decoded
+# and validated in a pool of DECODE_THREADS of their own (not the default executor: the spool
+# writes there, and SMTP must not wait behind an API client). At most MAX_RUNNING requests are
+# decoded, validated and run at once; MAX_WAITING more wait for a slot; beyond that
+# ThrottlingException (429).
+OFFLOAD_BYTES = 64 * 1024
+MAX_BODY_VALUES = 100_000  # ~0.1 s of json.loads/cbor2 at most
+MAX_RUNNING = 4
+DECODE_THREADS = 2
+MAX_WAITING = 32
+BODY_SECONDS = 10.0  # to receive a request's whole body once its headers arrived
 _ONE = "1 validation error detected:"
 _MAX_EXTRA_KEYS = 16  # keys beyond a structure's members before the rest is not looked at
 # cbor2 turns these tags into Python objects (regexes, MIME messages, sets, shared references):
@@ -54,14 +73,30 @@ _SCALARS = (str, int, float, bool, bytes, type(None), dt.datetime)
 
 
 class _RefusedTag(Exception):
-    pass
+    def __init__(self, tag: int) -> None:
+        super().__init__(tag)
+        self.tag = tag
 
 
-def _refuse_tag(*_: Any) -> Any:
-    raise _RefusedTag
+def _refuse(tag: int) -> Callable[[Any, bool], Any]:
+    def decoder(_value: Any, _immutable: bool) -> Any:
+        raise _RefusedTag(tag)
+    return decoder
 
 
-_CBOR_DECODERS: dict[int, Callable[[Any, bool], Any]] = {t: _refuse_tag for t in _SEMANTIC_TAGS}
+def _refuse_tag(value: Any, _immutable: bool) -> Any:
+    raise _RefusedTag(int(getattr(value, "tag", -1)))
+
+
+class _BodyTimeout(ApiError):
+    """The body did not arrive within BODY_SECONDS (408; the connection is closed)."""
+
+    @property
+    def status(self) -> int:
+        return 408
+
+
+_CBOR_DECODERS: dict[int, Callable[[Any, bool], Any]] = {t: _refuse(t) for t in _SEMANTIC_TAGS}
 
 
 def _plain(value: Any, depth: int = 0) -> bool:
@@ -75,10 +110,37 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return isinstance(value, _SCALARS)
 
 
+def cbor_values(body: bytes, limit: int) -> int:
+    """How many CBOR data items (heads: keys, values, string chunks, tags) `body` holds,
+    counting stops past `limit`. Pure Python: run it in a worker thread for a big body (it
+    lets the event loop run; cbor2's C decoder would not). Malformed input just stops the
+    count (the decoder reports it)."""
+    count, pos, end = 0, 0, len(body)
+    while pos < end and count <= limit:
+        head = body[pos]
+        major, info = head >> 5, head & 0x1F
+        pos += 1
+        count += 1
+        if info < 24:
+            argument = info
+        elif info <= 27:
+            width = 1 << (info - 24)
+            argument = int.from_bytes(body[pos:pos + width], "big")
+            pos += width
+        else:
+            continue  # indefinite length or a break: the items follow as heads
+        if major in (2, 3):
+            pos += argument
+    return count
+
+
 def decode_cbor(body: bytes) -> dict[str, Any]:
-    """The request map of a CBOR body (empty body: {}). Raises ApiError (SerializationException)."""
+    """The request map of a CBOR body (empty body: {}). Raises ApiError (SerializationException
+    saying what is wrong: a refused tag, a malformed body, too many values)."""
     if not body:
         return {}
+    if len(body) > MAX_BODY_VALUES and cbor_values(body, MAX_BODY_VALUES) > MAX_BODY_VALUES:
+        raise _too_many()
     try:
         stream = io.BytesIO(body)
         value = cbor2.CBORDecoder(stream, semantic_decoders=_CBOR_DECODERS,
@@ -86,18 +148,41 @@ def decode_cbor(body: bytes) -> dict[str, Any]:
                                   allow_duplicate_keys=False).decode()
         if stream.tell() != len(body):  # cbor2.loads would ignore what follows the item
             raise ValueError("data after the request's data item")
-    except (cbor2.CBORDecodeError, RecursionError, ValueError, _RefusedTag):
-        raise ApiError("SerializationException", "the body is not a valid CBOR map of the "
-                       "RPC v2 CBOR data model (tags other than 1 are not accepted)") from None
+    except _RefusedTag as exc:
+        raise _tag_error(exc) from None
+    except (cbor2.CBORDecodeError, RecursionError, ValueError) as exc:
+        refused = exc.__cause__ or exc.__context__
+        if isinstance(refused, _RefusedTag):
+            raise _tag_error(refused) from None
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else one_line(
+            str(exc), 200)
+        raise ApiError("SerializationException", f"the body is not valid CBOR: {reason}"
+                       ) from None
     if not isinstance(value, dict) or not _plain(value):
-        raise ApiError("SerializationException", "the body must be a CBOR map with string keys")
+        raise ApiError("SerializationException", "the body must be a CBOR map with string keys "
+                       "(RPC v2 CBOR data model)")
     return value
 
 
+def _tag_error(refused: _RefusedTag) -> ApiError:
+    return ApiError("SerializationException", f"the body carries CBOR tag {refused.tag}: RPC "
+                    f"v2 CBOR requests may carry no tag but 1 (epoch time)")
+
+
+def _too_many() -> ApiError:
+    return ApiError("SerializationException", f"the body holds more than {MAX_BODY_VALUES} "
+                    f"values (no Mail Manager request needs that many)")
+
+
 async def _read(request: web.Request) -> bytes:
-    """The whole body, at most MAX_REQUEST_BYTES. Raises ApiError (413)."""
+    """The whole body, at most MAX_REQUEST_BYTES, within BODY_SECONDS. Raises ApiError (413;
+    408 when it does not arrive in time)."""
     try:
-        return await request.read()
+        async with asyncio.timeout(BODY_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise _BodyTimeout("RequestTimeoutException", f"the request body did not arrive "
+                           f"within {BODY_SECONDS:g} seconds") from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError("RequestEntityTooLargeException", f"the request body is larger than "
                        f"{MAX_REQUEST_BYTES} bytes") from None
@@ -112,13 +197,22 @@ def _no_constant(name: str) -> Any:
 
 
 def decode_json(body: bytes) -> dict[str, Any]:
-    """The request object of an AWS JSON 1.0 body (empty body: {}). Raises ApiError."""
+    """The request object of an AWS JSON 1.0 body (empty body: {}). Raises ApiError
+    (SerializationException)."""
     if not body.strip():
         return {}
+    # Every member has a `:`, every further value a `,` (strings may hold either: an upper
+    # bound, counted in C at ~1 ms per MB).
+    if len(body) > MAX_BODY_VALUES and body.count(b":") + body.count(b",") > MAX_BODY_VALUES:
+        raise _too_many()
     try:
         value = json.loads(body, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        raise ApiError("SerializationException", "the body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError("SerializationException", "the body is not valid JSON: nested too "
+                       "deeply") from None
+    except ValueError as exc:
+        raise ApiError("SerializationException", f"the body is not valid JSON: "
+                       f"{one_line(str(exc), 200)}") from None
     if not isinstance(value, dict):
         raise ApiError("SerializationException", "the body must be a JSON object")
     return value
@@ -194,6 +288,27 @@ class ApiRoutes:
 
         # Archive operations run where the archives are open (ApiService.delegate).
         self.delegated = frozenset(archive_ops.OPERATIONS)
+        self._running = asyncio.Semaphore(MAX_RUNNING)
+        # Threads start on first use; at exit the interpreter joins them (a decode is bounded).
+        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="api-decode")
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of MAX_RUNNING slots to decode, validate and run a request; ThrottlingException
+        when MAX_WAITING requests already wait for one."""
+        if self._running.locked() and self._waiting >= MAX_WAITING:
+            raise ApiError("ThrottlingException", f"{MAX_RUNNING} API requests are running "
+                           f"and {MAX_WAITING} waiting: retry later")
+        self._waiting += 1
+        try:
+            await self._running.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._running.release()
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_post("/", self._json)
@@ -232,16 +347,22 @@ class ApiRoutes:
                 METRICS.api_request_duration.labels(label).observe(
                     time.perf_counter() - started)
                 return response
-            params = decode_cbor(body) if cbor else decode_json(body)
-            answer = await self._call(request, operation, params, cbor=cbor)
+            async with self._slot():
+                if len(body) > OFFLOAD_BYTES:  # its decoding would hold the loop (SMTP)
+                    checked = await asyncio.get_running_loop().run_in_executor(
+                        self._decoder, self._parse, operation, body, cbor)
+                else:
+                    checked = self._parse(operation, body, cbor)
+                answer = await self._call(request, operation, checked, cbor=cbor)
             response = self._answer(answer, cbor=cbor)
             code = "OK"
         except ApiError as exc:
             response = self._error(exc, operation, cbor=cbor)
+            if isinstance(exc, _BodyTimeout):
+                response.force_close()
             code = metric_code(exc.code)
         except Exception as exc:  # a bug: logged, answered like AWS's InternalFailure
-            logs.error("api.failed", operation=one_line(operation, 100),
-                       error=f"{type(exc).__name__}: {one_line(str(exc), 300)}")
+            log_failure(operation, exc)
             response = self._error(ApiError("InternalFailure", "mailmgr failed to run the "
                                              "request; the server log has the details "
                                              "(api.failed)"), operation, cbor=cbor)
@@ -277,23 +398,28 @@ class ApiRoutes:
                                "the admin listener has a TokenFile: send it as a bearer token, "
                                "or set Server.Admin.Credentials to use SigV4 (aws-cli, SDKs)")
 
-    async def _call(self, request: web.Request, operation: str, params: dict[str, Any],
-                    *, cbor: bool) -> Any:
-        handler = self.handlers.get(operation)
-        if handler is None:
+    def _parse(self, operation: str, body: bytes, cbor: bool) -> dict[str, Any]:
+        """The body decoded and validated for `operation` (pure: runs in a worker thread for a
+        big body). Raises ApiError."""
+        params = decode_cbor(body) if cbor else decode_json(body)
+        if operation not in self.handlers:
             if operation in REFUSED:
                 raise validation(f"{operation} is not supported by mailmgr: "
                                  f"{REFUSED[operation]}")
             raise ApiError("UnknownOperationException",
                            f"{one_line(operation, 100)} is not a Mail Manager operation")
-        checked = validate_request(operation, params)
-        self.service.base_url = f"{request.scheme}://{request.host}"
+        return validate_request(operation, params)
+
+    async def _call(self, request: web.Request, operation: str, checked: dict[str, Any],
+                    *, cbor: bool) -> Any:
+        handler = self.handlers[operation]
+        self.service.base_url = base_url(request)
         try:
             answer = await handler(self.service, checked)
         except ApiError:
             raise
         except Exception as exc:
-            logs.error("api.failed", operation=operation, error=f"{type(exc).__name__}: {exc}")
+            log_failure(operation, exc)
             raise ApiError("InternalFailure", "mailmgr failed to run the operation; the server "
                            "log has the details (api.failed)") from None
         logs.event("api.call", operation=operation)
@@ -311,3 +437,43 @@ class ApiRoutes:
         return web.Response(status=exc.status, body=json.dumps(body).encode(),
                             content_type=JSON_TYPE,
                             headers={"x-amzn-ErrorType": exc.code})
+
+
+def log_failure(operation: str, exc: BaseException) -> None:
+    """`api.failed` in the server log: the exception's type, message and the last frames of its
+    traceback (never in the answer)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-_FRAMES:]
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    logs.error("api.failed", operation=one_line(operation, 100),
+               error=f"{type(exc).__name__}: {one_line(str(exc), 300)}", where=where)
+
+
+_FRAMES = 5
+# A Host header used in pre-signed URLs: a DNS name, IPv4 address or [IPv6] literal, and a port.
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+                   r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def base_url(request: web.Request) -> str:
+    """`http://host[:port]` for pre-signed URLs: the Host header when it is a plain
+    `host[:port]` (a name, IPv4 or [IPv6] address), else the address the client connected to
+    (a Host header never reaches a URL unchecked)."""
+    host = request.headers.get("Host", "")
+    if _HOST.fullmatch(host) and _valid_literal(host):
+        return f"{request.scheme}://{host}"
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return f"{request.scheme}://127.0.0.1"
+    address, port = str(sockname[0]), int(sockname[1])
+    shown = f"[{address}]" if ":" in address else address
+    return f"{request.scheme}://{shown}:{port}"
+
+
+def _valid_literal(host: str) -> bool:
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:host.index("]")])
+        except ValueError:
+            return False
+    return len(host) <= 260

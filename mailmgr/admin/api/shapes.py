@@ -28,30 +28,38 @@ def _epoch(value: Any) -> dt.datetime:
     raise ValueError(f"not a timestamp: {type(value).__name__}")
 
 
-def decode_input(value: Any, shape: Any) -> Any:
+def decode_input(value: Any, shape: Any, path: str = "") -> Any:
     """A validated request value with timestamps as aware datetimes and blobs as bytes.
-    Raises ApiError (ValidationException) for a timestamp or blob that does not parse."""
+    `path` names `value` in the request (`Filters.Include[0]`; "" for the request itself).
+    Raises ApiError (ValidationException naming the member) for a timestamp or blob that does
+    not parse."""
     kind = shape.type_name
     if value is None:
         return None
     if kind == "structure" and isinstance(value, dict):
-        return {k: decode_input(v, shape.members[k]) if k in shape.members else v
-                for k, v in value.items()}
+        return {k: decode_input(v, shape.members[k], _join(path, k)) if k in shape.members
+                else v for k, v in value.items()}
     if kind == "list" and isinstance(value, list):
-        return [decode_input(v, shape.member) for v in value]
+        return [decode_input(v, shape.member, f"{path}[{i}]") for i, v in enumerate(value)]
     if kind == "map" and isinstance(value, dict):
-        return {k: decode_input(v, shape.value) for k, v in value.items()}
+        return {k: decode_input(v, shape.value, _join(path, k)) for k, v in value.items()}
     if kind == "timestamp":
         try:
             return _epoch(value)
         except (ValueError, OverflowError, OSError):
-            raise validation(f"{shape.name}: {value!r:.60} is not a timestamp") from None
+            raise validation(f"1 validation error detected: {path or shape.name}: "
+                             f"{value!r:.60} is not a timestamp") from None
     if kind == "blob" and isinstance(value, str):
         try:
             return base64.b64decode(value, validate=True)
         except binascii.Error:
-            raise validation(f"{shape.name}: not valid base64") from None
+            raise validation(f"1 validation error detected: {path or shape.name}: not valid "
+                             f"base64") from None
     return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def encode_output(value: Any, shape: Any, *, cbor: bool) -> Any:
