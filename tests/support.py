@@ -38,7 +38,8 @@ class ServerProcess:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd=ROOT,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         started = self.wait_for("server.started", timeout)
         address = started["listeners"][0]["address"]
         self.port = int(address.rsplit(":", 1)[1])
@@ -65,9 +66,14 @@ class ServerProcess:
                 return event
         while time.monotonic() < deadline:
             try:
-                event = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+                event = self._lines.get(timeout=max(0.01, min(0.2, deadline - time.monotonic())))
             except queue.Empty:
-                break
+                # A process that has exited and whose log is read to the end logs nothing
+                # more: say so now rather than after the whole timeout.
+                reader = getattr(self, "_reader", None)
+                if reader is not None and not reader.is_alive() and self._lines.empty():
+                    break
+                continue
             if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
                 return event
         tail = "\n".join(self.raw[-30:])
