@@ -75,8 +75,8 @@ def _read_state_file(path: Path) -> tuple[Overlay, dict[str, Any]] | None:
         if not isinstance(doc, dict) or doc.get("Version") != FORMAT_VERSION:
             raise ValueError(f"expected a mapping with Version {FORMAT_VERSION}")
         meta = doc.get("Meta") or {}
-        if not isinstance(meta, dict):
-            raise ValueError("Meta must be a mapping")
+        if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
+            raise ValueError("Meta must be a mapping of mappings")
         return Overlay.from_json(doc.get("Resources") or {}), meta
     except (ValueError, RecursionError) as exc:
         raise StateFileError(f"{path}: not a mailmgr API state file: {exc}") from None

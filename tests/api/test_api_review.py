@@ -116,12 +116,16 @@ def test_deleting_address_lists_with_list_references_in_rules(api_server: ApiSer
     {"Upserts": {"RuleSets": ["not a mapping"]}},
     {"Upserts": {"RuleSets": [{"Rules": []}]}},
     {"Upserts": {"Nope": []}},
+    {"Meta": {"Resources": []}},
 ])
 def test_a_malformed_state_file_is_one_clear_line(api_server: ApiServer,
                                                   resources: dict[str, Any]) -> None:
     assert api_server.server.stop() == 0
     state = api_server.tmp_path / "var" / "api-state.json"
-    state.write_text(json.dumps({"Version": 1, "Resources": resources}))
+    document: dict[str, Any] = {"Version": 1, "Resources": resources}
+    if "Meta" in resources:
+        document = {"Version": 1, "Resources": {}, "Meta": resources["Meta"]}
+    state.write_text(json.dumps(document))
     served = subprocess.run(
         [sys.executable, "-m", "mailmgr", "serve", "--config", str(api_server.server.config_file)],
         capture_output=True, text=True, cwd=ROOT, timeout=30, stdin=subprocess.DEVNULL)
@@ -154,3 +158,22 @@ def test_listen_tags_carry_lists_and_ipv6_beyond_the_aws_tag_pattern(
         client.create_rule_set(RuleSetName="tagged", Rules=[],
                                Tags=[{"Key": "team", "Value": "a,b"}])
     assert "Tags[0].Value" in str(plain.value)  # other tags keep AWS's pattern
+
+
+def test_port_zero_on_a_foreign_address_is_refused(api_server: ApiServer) -> None:
+    client = api_server.client()
+    for value in ("192.0.2.1:0", "example.invalid:0"):
+        with pytest.raises(client.exceptions.ValidationException) as refused:
+            _point(client, "foreign", ("mailmgr:Listen", value))
+        assert value in str(refused.value)
+    assert [p["IngressPointName"] for p in client.list_ingress_points()["IngressPoints"]] == [
+        "inbound"]
+
+
+def test_a_broken_config_file_is_a_400_that_says_so(api_server: ApiServer) -> None:
+    config = api_server.server.config_file
+    config.write_text(config.read_text() + "\nIngressPoints: [\n")
+    client = api_server.client()
+    with pytest.raises(client.exceptions.ValidationException) as broken:
+        client.create_rule_set(RuleSetName="x", Rules=[])
+    assert "configuration cannot be read" in str(broken.value)

@@ -52,8 +52,8 @@ def problems(new: Config, running: Config, *, fixed_ports: bool = False) -> list
                              "allowed on a multi-process server (Server.Processes): every "
                              "worker would listen on another port")
                 continue
-            if address.port == 0:
-                continue
+            # Port 0 too: the host must be one this machine can listen on (a foreign or
+            # unresolvable address fails the bind whatever the port).
             reason = _bindable(address)
             if reason is not None:
                 found.append(f"ingress point {point.name!r}: {key} {address}: {reason}")

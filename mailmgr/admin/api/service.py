@@ -112,8 +112,11 @@ class ApiService:
         try:
             return await self.store.read()
         except ConfigError as exc:
-            raise ApiError("InternalFailure", "the configuration cannot be read: "
-                           + one_line(str(exc.problems[0]), 300)) from None
+            # The operator's file is broken: a client retrying (as SDKs do on 5xx) cannot help,
+            # so it is a 400 that says what to fix.
+            raise validation("the server's configuration cannot be read, so nothing can be "
+                             "changed until it is fixed: "
+                             + one_line(str(exc.problems[0]), 300)) from None
         except Exception as exc:
             raise ApiError("InternalFailure", f"the API state cannot be read: "
                            f"{one_line(str(exc), 300)}") from None
