@@ -10,7 +10,7 @@ from typing import Any
 from mailmgr.config.ids import ResourceKind
 
 PREFIX = "mailmgr:"
-# Tag name -> (the ingress point's key, how the tag's value becomes the key's value).
+# The tags an ingress point takes (names without the prefix); apply_tags says what each sets.
 _INGRESS_TAGS = ("Listen", "TlsWrappedListen", "CertificateFile", "PrivateKeyFile",
                  "ProxyTrustedSources")
 TAG_NAMES: dict[ResourceKind, tuple[str, ...]] = {ResourceKind.INGRESS_POINT: _INGRESS_TAGS}

@@ -1,7 +1,8 @@
 """Generic validation of a value against a botocore `mailmanager` input shape.
 
 It walks structures, unions, lists, maps and scalars and reports each broken rule with the JSON
-path and the shape name; it knows nothing about what a resource means or mailmgr's extensions.
+path and the shape name; it knows nothing about what a resource means. One extension reaches it:
+a `mailmgr:` tag's value is not held to AWS's TagValue pattern (mailmgr.config.extension_tags).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import botocore.session
 
+from mailmgr.config.extension_tags import PREFIX as TAG_PREFIX
 from mailmgr.config.fields import (
     Ctx,
     brief,
@@ -126,7 +128,7 @@ class Validator:
             if len(present) != 1:
                 found = f" (found {', '.join(present)})" if present else ""
                 self.problem(path, f"exactly one of {', '.join(members)} must be set{found}")
-        extension_tag = sh.name == "Tag" and str(value.get("Key", "")).startswith("mailmgr:")
+        extension_tag = sh.name == "Tag" and str(value.get("Key", "")).startswith(TAG_PREFIX)
         for key, member in members.items():
             if key in value:
                 if extension_tag and key == "Value":

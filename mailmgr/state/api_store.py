@@ -14,7 +14,6 @@ import asyncio
 import copy
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -220,7 +219,3 @@ class SharedApiStore:
 
 def _host() -> str:
     return os.uname().nodename
-
-
-def now() -> float:
-    return time.time()

@@ -134,7 +134,3 @@ OPERATIONS: dict[str, Handler] = {
     "ListAddonSubscriptions": list_subscriptions,
     "GetAddonSubscription": get_subscription,
 }
-
-
-def register_routes(router: Any, service: Any) -> None:
-    return None

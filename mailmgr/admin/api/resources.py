@@ -12,7 +12,7 @@ import base64
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -106,37 +106,28 @@ _REFERENCE_KEYS: dict[ResourceKind, str] = {
 }
 
 
+def _references(value: Any, key: str) -> Iterator[tuple[dict[str, Any] | list[Any], Any, str]]:
+    """Every string under `key` anywhere in `value` (alone, or an item of a list there), as
+    (container, index or key in it, the string): what one resource names of another."""
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if k == key and isinstance(item, str):
+                yield value, k, item
+            elif k == key and isinstance(item, list):
+                yield from ((item, i, v) for i, v in enumerate(item) if isinstance(v, str))
+            else:
+                yield from _references(item, key)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item, key)
+
+
 def _rename_references(value: Any, key: str, old: str, rid: str) -> None:
     """References to `old` (a name) under `key` anywhere in `value` become `rid`, so a rename
     through the API never breaks a config-file reference by name (AWS references by ID)."""
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if k == key and item == old:
-                value[k] = rid
-            elif k == key and isinstance(item, list):
-                value[k] = [rid if v == old else v for v in item]
-            else:
-                _rename_references(item, key, old, rid)
-    elif isinstance(value, list):
-        for item in value:
-            _rename_references(item, key, old, rid)
-
-
-def _mentions(value: Any, key: str, names: set[str]) -> bool:
-    """Whether `value` holds, under `key`, one of `names` (a string, or in a list of them)."""
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if k == key and isinstance(item, str) and item in names:
-                return True
-            if k == key and isinstance(item, list) and any(
-                    isinstance(v, str) and v in names for v in item):
-                return True
-            if _mentions(item, key, names):
-                return True
-        return False
-    if isinstance(value, list):
-        return any(_mentions(item, key, names) for item in value)
-    return False
+    for container, where, name in list(_references(value, key)):
+        if name == old:
+            container[where] = rid
 
 
 def _users(state: ApiState, kind: ResourceKind, entry: dict[str, Any], arn: str) -> list[str]:
@@ -149,7 +140,7 @@ def _users(state: ApiState, kind: ResourceKind, entry: dict[str, Any], arn: str)
     users = []
     for other, info in KINDS.items():
         for item in entries(state, other):
-            if item is not entry and _mentions(item, key, names):
+            if item is not entry and any(n in names for _, _, n in _references(item, key)):
                 users.append(f"{other} {item.get(info.name_key)!r}")
     return users
 
@@ -223,18 +214,11 @@ def _archive(service: ApiService, state: ApiState, entry: dict[str, Any], rid: s
     return out
 
 
-def _traffic_policy(service: ApiService, state: ApiState, entry: dict[str, Any], rid: str
-                    ) -> dict[str, Any]:
-    out = _generic(ResourceKind.TRAFFIC_POLICY, "CreatedTimestamp", "LastUpdatedTimestamp")(
-        service, state, entry, rid)
-    out["TrafficPolicyArn"] = _arn(service.config(), ResourceKind.TRAFFIC_POLICY, rid)
-    return out
-
-
 DESCRIBE: dict[ResourceKind, Callable[[ApiService, ApiState, dict[str, Any], str],
                                       dict[str, Any]]] = {
     ResourceKind.INGRESS_POINT: _ingress,
-    ResourceKind.TRAFFIC_POLICY: _traffic_policy,
+    ResourceKind.TRAFFIC_POLICY: _generic(ResourceKind.TRAFFIC_POLICY, "CreatedTimestamp",
+                                          "LastUpdatedTimestamp"),
     ResourceKind.RULE_SET: _generic(ResourceKind.RULE_SET, "CreatedDate", "LastModificationDate"),
     ResourceKind.RELAY: _generic(ResourceKind.RELAY, "CreatedTimestamp", "LastModifiedTimestamp"),
     ResourceKind.ADDRESS_LIST: _generic(ResourceKind.ADDRESS_LIST, "CreatedTimestamp",
